@@ -1,0 +1,1 @@
+"""The ``forgeline`` command line."""

@@ -1,0 +1,315 @@
+"""``forgeline``: init, train, evaluate, predict, serve, and config/model housekeeping.
+
+Every command works through the task registry and the model registry, never on a task type.
+User mistakes (:class:`~forgeline.errors.ForgelineError`) print one clear message and exit with
+status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from forgeline.config.load import PROJECT_FILE, Project, load_project
+from forgeline.config.schema import ProjectConfig
+from forgeline.errors import ForgelineError, InputError
+
+app = typer.Typer(
+    help="Forgeline: fine-tune a pretrained model on your data, evaluate it and serve it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect and check forgeline.yaml.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List model versions and move the 'latest' pointer.", no_args_is_help=True
+)
+app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help=f"Project config (default: ./{PROJECT_FILE})."),
+]
+VersionOption = Annotated[
+    str, typer.Option("--version", "-v", help="Model version, e.g. v2 (default: latest).")
+]
+TEMPLATES = ("text-classification",)
+
+
+def _notify(message: str) -> None:
+    console.print(escape(message))
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}")
+
+
+def _metrics_table(title: str, rows: list[tuple[str, str]]) -> RichTable:
+    table = RichTable(title=title, show_header=False, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Project (and model) name; also the new directory.")],
+    template: Annotated[
+        str, typer.Option("--template", "-t", help=f"One of: {', '.join(TEMPLATES)}.")
+    ] = "text-classification",
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to create the project (default: ./NAME).")
+    ] = None,
+) -> None:
+    """Create a project with a config and example data to train on."""
+    if template not in TEMPLATES:
+        raise ForgelineError(
+            f"--template: unknown template '{template}'; choose from {', '.join(TEMPLATES)}"
+        )
+    target = directory or Path(name)
+    if target.exists() and any(target.iterdir()):
+        raise ForgelineError(
+            f"{target}: directory exists and is not empty; choose another name or --dir"
+        )
+    source = resources.files("forgeline") / "templates" / template
+    with resources.as_file(source) as template_dir:
+        shutil.copytree(template_dir, target, dirs_exist_ok=True)
+    config_file = target / PROJECT_FILE
+    config_file.write_text(
+        config_file.read_text(encoding="utf-8").replace("__NAME__", name), encoding="utf-8"
+    )
+    load_project(config_file)  # the template must produce a valid project
+    console.print(f"Created {target}/ from the '{template}' template. Next:")
+    console.print(f"  cd {target}\n  forgeline train\n  forgeline evaluate\n  forgeline serve")
+
+
+@app.command()
+def train(config: ConfigOption = None) -> None:
+    """Fine-tune the base model on the project's data and register a new model version."""
+    from forgeline.registry import ModelRegistry
+    from forgeline.tasks import get_task
+
+    project = load_project(config)
+    task = get_task(project.config.task)
+    data = task.prepare_data(project)
+    for warning in data.warnings:
+        _warn(warning)
+    console.print(
+        f"Training {project.config.task} '{project.config.name}' on {len(data.train)} examples "
+        f"(validation {len(data.validation)}, test {len(data.test)}), "
+        f"base model {project.config.base_model}"
+    )
+    model = task.fit(project, data, _notify)
+    version = ModelRegistry(project.registry_dir).publish(
+        project.config.name,
+        model,
+        config_yaml=_resolved_config_yaml(project),
+        data_fingerprint=data.fingerprint,
+        base_model=project.config.base_model,
+    )
+    rows = [
+        (k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        for k, v in model.training_metrics.items()
+    ]
+    console.print(_metrics_table("Validation", rows))
+    console.print(f"Registered {version.name} {version.version} at {version.path}")
+
+
+def _resolved_config_yaml(project: Project) -> str:
+    import yaml
+
+    resolved = project.config.model_dump(mode="json")
+    return yaml.safe_dump(resolved, sort_keys=False)
+
+
+@app.command()
+def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> None:
+    """Measure a model on the held-out test data; write metrics.json and report.html."""
+    from forgeline.evaluate import write_report
+    from forgeline.registry import ModelRegistry
+    from forgeline.tasks import get_task
+
+    project = load_project(config)
+    loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
+    data = get_task(loaded.version.manifest["task"]).prepare_data(project)
+    if data.fingerprint["sha256"] != loaded.version.manifest["data_fingerprint"]["sha256"]:
+        _warn(
+            "the data changed since this model was trained; the test split may differ from "
+            "the one held out in training"
+        )
+    evaluation = loaded.model.evaluate(data.test)
+    out = loaded.version.evaluation_dir
+    out.mkdir(exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2), encoding="utf-8")
+    report = out / "report.html"
+    write_report(
+        evaluation, report, title=f"{loaded.version.name} {loaded.version.version}: test evaluation"
+    )
+    console.print(
+        _metrics_table(
+            f"Test set ({loaded.version.name} {loaded.version.version})", evaluation.summary
+        )
+    )
+    console.print(f"Wrote {out / 'metrics.json'} and {report}")
+
+
+@app.command()
+def predict(
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Inputs to predict, e.g. texts.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Predict every row of a CSV/JSONL/Parquet file."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write predictions to a CSV/JSONL file.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print predictions as JSON lines.")
+    ] = False,
+    config: ConfigOption = None,
+    version: VersionOption = "latest",
+) -> None:
+    """Predict with the latest (or a given) model version."""
+    from forgeline.data import read_table, write_table
+    from forgeline.registry import ModelRegistry
+
+    if not inputs and file is None:
+        raise InputError("give inputs as arguments or a file with --file")
+    project = load_project(config, check_files=False)
+    loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
+    model = loaded.model
+    items: list[Any] = [model.parse_cli_input(text) for text in inputs or []]
+    if file is not None:
+        items += model.inputs_from_table(read_table(file).frame, str(file))
+    model.check_inputs(items)
+    predictions = model.predict(items)
+    if output is not None:
+        import pandas as pd
+
+        rows = [
+            {"input": item, **_flat(p, output.suffix)}
+            for item, p in zip(items, predictions, strict=True)
+        ]
+        write_table(pd.DataFrame(rows), output)
+        console.print(f"Wrote {len(rows)} predictions to {output}")
+        return
+    for item, prediction in zip(items, predictions, strict=True):
+        if as_json:
+            sys.stdout.write(json.dumps({"input": item, **prediction}) + "\n")
+            continue
+        top = sorted(prediction.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:3]
+        alternatives = ", ".join(f"{label} {p:.3f}" for label, p in top)
+        console.print(
+            f"{escape(str(item))}\n  → [bold]{escape(str(prediction['label']))}[/bold] ({prediction['score']:.3f})   top: {alternatives}"
+        )
+
+
+def _flat(prediction: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """CSV cells hold scalars, so nested values (probabilities) become JSON text there."""
+    if suffix.lower() != ".csv":
+        return prediction
+    return {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in prediction.items()}
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: serve.host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: serve.port).")] = None,
+) -> None:
+    """Serve every registered model over HTTP (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from forgeline.registry import ModelRegistry
+    from forgeline.serve import create_app
+
+    project = load_project(config, check_files=False)
+    registry = ModelRegistry(project.registry_dir)
+    if not registry.names():
+        raise ForgelineError(
+            f"no trained models in {project.registry_dir}; run `forgeline train` first"
+        )
+    settings = project.config.serve
+    bind_host, bind_port = host or settings.host, port or settings.port
+    console.print(
+        f"Serving {', '.join(registry.names())} on http://{bind_host}:{bind_port} "
+        f"(docs: http://{bind_host}:{bind_port}/docs)"
+    )
+    uvicorn.run(
+        create_app(registry, settings.limits), host=bind_host, port=bind_port, log_level="info"
+    )
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of forgeline.yaml."""
+    sys.stdout.write(json.dumps(ProjectConfig.model_json_schema(), indent=2) + "\n")
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate forgeline.yaml and check that its data files exist."""
+    project = load_project(config)
+    console.print(f"{project.config_file}: OK ({project.config.task} '{project.config.name}')")
+
+
+@models_app.command("list")
+def models_list(config: ConfigOption = None) -> None:
+    """List registered models and their versions."""
+    from forgeline.registry import ModelRegistry
+
+    project = load_project(config, check_files=False)
+    registry = ModelRegistry(project.registry_dir)
+    table = RichTable("model", "version", "task", "created", "latest")
+    for name in registry.names():
+        latest = registry.latest(name)
+        for version in registry.versions(name):
+            manifest = registry.resolve(name, version).manifest
+            table.add_row(
+                name,
+                version,
+                manifest["task"],
+                manifest["created_at"],
+                "*" if version == latest else "",
+            )
+    console.print(table)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="Version to make 'latest', e.g. v1 (a rollback).")],
+    config: ConfigOption = None,
+) -> None:
+    """Point 'latest' at another version, e.g. to roll back."""
+    from forgeline.registry import ModelRegistry
+
+    project = load_project(config, check_files=False)
+    ModelRegistry(project.registry_dir).set_latest(project.config.name, version)
+    console.print(f"latest of {project.config.name} is now {version}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ForgelineError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,106 @@
+"""Load ``forgeline.yaml``: parse, validate against the schema, resolve and check paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from forgeline.config.schema import ProjectConfig
+from forgeline.errors import ConfigError
+
+PROJECT_FILE = "forgeline.yaml"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A validated config and the directory its relative paths are resolved against."""
+
+    config: ProjectConfig
+    root: Path
+    config_file: Path
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.root / path)
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.resolve(self.config.registry)
+
+    def data_files(self) -> dict[str, Path]:
+        return {field: self.resolve(p) for field, p in self.config.data.files().items()}
+
+
+def find_project_file(config: Path | None = None) -> Path:
+    """The config file given, or ``forgeline.yaml`` in the current directory."""
+    path = config if config is not None else Path.cwd() / PROJECT_FILE
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no such config file '{path}'. Run this inside a project made by "
+            "`forgeline init`, or pass --config PATH"
+        )
+    return path
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def _format_validation_error(error: ValidationError, source: Path) -> str:
+    lines = [f"{source}: invalid config"]
+    for item in error.errors():
+        # Pydantic appends the union member or validator name to locations; drop those.
+        loc = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
+        field = _format_location(loc)
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; `forgeline config schema` lists keys)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        value = item.get("input")
+        shown = (
+            "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        )
+        lines.append(f"  {field}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, source: Path) -> ProjectConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_project(config: Path | None = None, *, check_files: bool = True) -> Project:
+    """Read, validate and check a project config before any work starts."""
+    path = find_project_file(config)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where} not valid YAML: {problem}") from None
+    project = Project(config=parse_config(raw, path), root=path.parent.resolve(), config_file=path)
+    if check_files:
+        for field, file in project.data_files().items():
+            if not file.is_file():
+                shown = project.config.data.files()[field]
+                raise ConfigError(f"{path}: data.{field}: no such file '{shown}'")
+    return project

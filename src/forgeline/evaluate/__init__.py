@@ -1,0 +1,15 @@
+"""Evaluation: classification metrics, calibration, plots and the self-contained HTML report."""
+
+from forgeline.evaluate.metrics import (
+    ClassificationMetrics,
+    classification_metrics,
+    expected_calibration_error,
+)
+from forgeline.evaluate.report import write_report
+
+__all__ = [
+    "ClassificationMetrics",
+    "classification_metrics",
+    "expected_calibration_error",
+    "write_report",
+]

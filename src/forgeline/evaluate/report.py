@@ -1,0 +1,47 @@
+"""The self-contained ``report.html``: inline CSS and base64 PNGs, viewable offline."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from forgeline.tasks.base import Evaluation
+
+_ENVIRONMENT = Environment(
+    loader=PackageLoader("forgeline.evaluate", "."),
+    autoescape=select_autoescape(["html", "j2"]),
+)
+
+
+def _table_html(frame: pd.DataFrame) -> Markup:
+    formatted = frame.copy()
+    for column in formatted.columns:
+        if pd.api.types.is_float_dtype(formatted[column]):
+            formatted[column] = formatted[column].map(lambda v: f"{v:.4f}")
+    # to_html escapes cell contents (escape=True), so user-provided labels cannot inject markup.
+    return Markup(formatted.to_html(index=False, border=0, classes="table", escape=True))
+
+
+def write_report(evaluation: Evaluation, path: Path, *, title: str) -> None:
+    sections = [
+        {
+            "title": section.title,
+            "paragraphs": section.paragraphs,
+            "tables": [_table_html(t) for t in section.tables],
+            "figures": [base64.b64encode(png).decode("ascii") for png in section.figures_png],
+        }
+        for section in evaluation.sections
+    ]
+    page = _ENVIRONMENT.get_template("report.html.j2").render(
+        title=title,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=evaluation.summary,
+        sections=sections,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")

@@ -1,0 +1,46 @@
+"""``MODEL_CARD.md``: what a model is, what it was trained on, and how well it did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _format(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render_model_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
+    labels: list[str] = manifest["labels"]
+    shown_labels = ", ".join(labels[:20]) + (
+        f", ... ({len(labels)} in all)" if len(labels) > 20 else ""
+    )
+    scalar_metrics = [(k, v) for k, v in metrics.items() if isinstance(v, int | float | str)]
+    lines = [
+        f"# {manifest['name']} {manifest['version']}",
+        "",
+        f"- **Task**: {manifest['task']}",
+        f"- **Base model**: {manifest['base_model']}",
+        f"- **Created**: {manifest['created_at']}",
+        f"- **Labels**: {shown_labels}",
+        f"- **Training data fingerprint** (SHA-256): `{manifest['data_fingerprint']['sha256']}`",
+        "",
+        "## Validation metrics (measured during training)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {name} | {_format(value)} |" for name, value in scalar_metrics),
+        "",
+        "Test-set metrics and plots are written by `forgeline evaluate` to `evaluation/`.",
+        "",
+        "## Intended use and limits",
+        "",
+        "Trained only on the data fingerprinted above; inputs unlike it (other languages, other",
+        "domains) get unreliable predictions. Check the evaluation report's per-class results",
+        "before relying on rare classes.",
+        "",
+        "## Software",
+        "",
+        *(f"- {package} {version}" for package, version in manifest["packages"].items()),
+        "",
+    ]
+    return "\n".join(lines)

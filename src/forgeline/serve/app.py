@@ -1,0 +1,177 @@
+"""The FastAPI application: model listing, prediction, health and readiness.
+
+Models load in a background thread so ``/healthz`` answers at once and ``/readyz`` tells a load
+balancer when predictions can be served. The endpoint hands a whole request's inputs to the
+model's batch ``predict``, so request batching can be added later without touching task code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from forgeline import __version__
+from forgeline.config.schema import LimitsConfig
+from forgeline.errors import ForgelineError, InputError
+from forgeline.registry import LoadedModel, ModelRegistry
+from forgeline.serve.limits import BodySizeLimit
+
+log = logging.getLogger("forgeline.serve")
+
+
+class PredictRequest(BaseModel):
+    inputs: list[Any] = Field(
+        min_length=1,
+        description="The inputs to predict, e.g. texts for a text classifier.",
+        examples=[["I lost my card", "what is my balance"]],
+    )
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    predictions: list[dict[str, Any]] = Field(
+        description="One per input, in order: label, score (top probability) and probabilities."
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    task: str
+    labels: list[str]
+    created_at: str
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class ModelStore:
+    """The loaded models, filled by a background thread at startup."""
+
+    def __init__(self, registry: ModelRegistry, names: list[str] | None) -> None:
+        self.registry = registry
+        self.names = names
+        self.models: dict[str, LoadedModel] = {}
+        self.ready = threading.Event()
+        self.failure: str | None = None
+
+    def load_all(self) -> None:
+        try:
+            for name in self.names or self.registry.names():
+                loaded = self.registry.load(name)
+                self.models[name] = loaded
+                log.info("loaded model %s %s", name, loaded.version.version)
+            self.ready.set()
+        except ForgelineError as exc:
+            self.failure = str(exc)
+            log.error("cannot load models: %s", exc)
+
+
+def create_app(
+    registry: ModelRegistry, limits: LimitsConfig, names: list[str] | None = None
+) -> FastAPI:
+    store = ModelStore(registry, names)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=store.load_all, name="model-loader", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="Forgeline",
+        version=__version__,
+        description="Predictions from models trained with Forgeline.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in exc.errors():
+            where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
+            problems.append(f"{where}: {item['msg']}")
+        return _error(422, "invalid_request", "; ".join(problems))
+
+    def get_model(name: str) -> LoadedModel:
+        if not store.ready.is_set():
+            raise ApiError(503, "not_ready", store.failure or "models are still loading")
+        if name not in store.models:
+            known = ", ".join(sorted(store.models)) or "none"
+            raise ApiError(404, "unknown_model", f"no model named '{name}' (served: {known})")
+        return store.models[name]
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Models are loaded and predictions can be served")
+    def readyz() -> JSONResponse:
+        if store.ready.is_set():
+            return JSONResponse({"status": "ready", "models": sorted(store.models)})
+        status = "failed" if store.failure else "loading"
+        return JSONResponse({"status": status, "detail": store.failure}, status_code=503)
+
+    @app.get("/v1/models", tags=["models"], response_model=list[ModelInfo])
+    def list_models() -> list[ModelInfo]:
+        if not store.ready.is_set():
+            raise ApiError(503, "not_ready", store.failure or "models are still loading")
+        return [
+            ModelInfo(
+                name=name,
+                version=loaded.version.version,
+                task=loaded.version.manifest["task"],
+                labels=loaded.model.labels,
+                created_at=loaded.version.manifest["created_at"],
+            )
+            for name, loaded in sorted(store.models.items())
+        ]
+
+    @app.post(
+        "/v1/models/{name}/predict",
+        tags=["models"],
+        response_model=PredictResponse,
+        responses={
+            404: {"description": "No such model"},
+            413: {"description": "Request body over max_body_bytes"},
+            422: {"description": "Invalid inputs, or over max_inputs_per_request/max_input_chars"},
+            503: {"description": "Models are still loading"},
+        },
+    )
+    def predict(name: str, request: PredictRequest) -> PredictResponse:
+        loaded = get_model(name)
+        if len(request.inputs) > limits.max_inputs_per_request:
+            raise ApiError(
+                422,
+                "too_many_inputs",
+                f"{len(request.inputs)} inputs is over the limit "
+                f"max_inputs_per_request={limits.max_inputs_per_request}",
+            )
+        try:
+            loaded.model.check_inputs(request.inputs, limits.max_input_chars)
+        except InputError as exc:
+            raise ApiError(422, "invalid_input", str(exc)) from None
+        predictions = loaded.model.predict(request.inputs)
+        return PredictResponse(model=name, version=loaded.version.version, predictions=predictions)
+
+    return app

@@ -1,0 +1,108 @@
+"""The interface every task implements, so the CLI and the server never branch on task type.
+
+A task class is looked up by the config's ``task:`` key (see :mod:`forgeline.tasks.registry`).
+Like a scikit-learn estimator, an instance is made from config, fitted, then used to predict
+and evaluate; it saves itself into a directory the model registry owns and loads back from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self
+
+import pandas as pd
+
+from forgeline.config.load import Project
+
+Prediction = dict[str, Any]
+"""One prediction as JSON-ready data; the keys depend on the task."""
+
+Notify = Callable[[str], None]
+"""Where a task sends progress notices and data warnings meant for the user."""
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Validated train/validation/test data, with where it came from."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    fingerprint: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """A part of the HTML report: a heading, optional paragraphs, tables and figures."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    tables: list[pd.DataFrame] = field(default_factory=list)
+    figures_png: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` measured: JSON-ready metrics, a terminal summary and report sections."""
+
+    metrics: dict[str, Any]
+    summary: list[tuple[str, str]]
+    sections: list[ReportSection]
+
+
+class Task(Protocol):
+    """A model of one kind: fit, predict, evaluate, save and load."""
+
+    name: ClassVar[str]
+    """The ``task:`` value in the config."""
+
+    input_type: ClassVar[Any]
+    """The type of one prediction input (for the HTTP schema), e.g. ``str``."""
+
+    @classmethod
+    def prepare_data(cls, project: Project) -> DataSplits:
+        """Read and validate the project's data, splitting it when only train is given."""
+        ...
+
+    @classmethod
+    def fit(cls, project: Project, data: DataSplits, notify: Notify) -> Self:
+        """Train a new model on ``data.train``, selecting on ``data.validation``."""
+        ...
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Load a model saved by :meth:`save` (safetensors and JSON only, never pickle)."""
+        ...
+
+    def save(self, directory: Path) -> None: ...
+
+    @property
+    def training_metrics(self) -> dict[str, Any]:
+        """Validation metrics measured while fitting, stored with the model."""
+        ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        """Predict a batch; inputs are already validated by :meth:`check_inputs`."""
+        ...
+
+    def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
+        """Raise :class:`forgeline.errors.InputError` naming the first bad input."""
+        ...
+
+    def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
+        """Extract prediction inputs from a data file (for batch prediction from the CLI)."""
+        ...
+
+    def parse_cli_input(self, text: str) -> Any:
+        """Turn one command-line argument into a prediction input."""
+        ...
+
+    def evaluate(self, data: pd.DataFrame) -> Evaluation:
+        """Measure the model on labelled data (normally the held-out test split)."""
+        ...

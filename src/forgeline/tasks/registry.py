@@ -1,0 +1,18 @@
+"""The task registry: ``task:`` names to task classes. The only place task types are listed."""
+
+from __future__ import annotations
+
+from forgeline.errors import ConfigError
+from forgeline.tasks.base import Task
+from forgeline.tasks.text_classification import TextClassifier
+
+TASKS: dict[str, type[Task]] = {TextClassifier.name: TextClassifier}
+
+
+def get_task(name: str) -> type[Task]:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(
+            f"task: unknown task '{name}'; known tasks: {', '.join(sorted(TASKS))}"
+        ) from None

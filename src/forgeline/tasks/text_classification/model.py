@@ -1,0 +1,213 @@
+"""The text classifier: a fine-tuned transformer encoder with an optional fallback label."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
+
+from forgeline.config.load import Project
+from forgeline.errors import InputError
+from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
+from forgeline.tasks.text_classification.fallback import apply_threshold
+
+# Transformers' own bars (weight loading, shard writing) are noise next to Forgeline's output.
+hf_logging.disable_progress_bar()
+
+TASK_FILE = "task.json"
+PREDICT_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Fallback:
+    label: str
+    threshold: float
+
+
+def class_probabilities(
+    model: PreTrainedModel, tokenizer: Any, texts: Sequence[str], max_length: int
+) -> NDArray[np.float32]:
+    """Class probabilities in input order, computed in length-sorted batches to cut padding."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    num_labels = int(model.config.num_labels or 0)
+    result = np.zeros((len(texts), num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), PREDICT_BATCH_SIZE):
+            batch = order[start : start + PREDICT_BATCH_SIZE]
+            encoded = tokenizer(
+                [texts[i] for i in batch],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(model.device)
+            logits = model(**encoded).logits
+            result[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return result
+
+
+class TextClassifier:
+    """Text in, one label out: ``fit``, ``predict``, ``evaluate``, ``save`` and ``load``."""
+
+    name: ClassVar[str] = "text-classification"
+    input_type: ClassVar[Any] = str
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: Any,
+        labels: list[str],
+        max_length: int,
+        fallback: Fallback | None,
+        training_metrics: dict[str, Any] | None = None,
+    ) -> None:
+        model.eval()  # inference only: no dropout
+        self._model = model
+        self._tokenizer = tokenizer
+        self._labels = labels
+        self._max_length = max_length
+        self.fallback = fallback
+        self._training_metrics = training_metrics or {}
+
+    # -- the Task interface ------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    @property
+    def training_metrics(self) -> dict[str, Any]:
+        return dict(self._training_metrics)
+
+    @classmethod
+    def prepare_data(cls, project: Project) -> DataSplits:
+        return prepare_text_data(project)
+
+    @classmethod
+    def fit(cls, project: Project, data: DataSplits, notify: Notify) -> Self:
+        from forgeline.tasks.text_classification.training import train_text_classifier
+
+        trained = train_text_classifier(project, data, notify)
+        return cls(
+            trained.model,
+            trained.tokenizer,
+            trained.labels,
+            project.config.training.max_length,
+            Fallback(trained.fallback_label, trained.threshold) if trained.fallback_label else None,
+            trained.metrics,
+        )
+
+    def save(self, directory: Path) -> None:
+        self._model.save_pretrained(directory, safe_serialization=True)
+        self._tokenizer.save_pretrained(directory)
+        settings = {
+            "labels": self._labels,
+            "max_length": self._max_length,
+            "fallback": None
+            if self.fallback is None
+            else {"label": self.fallback.label, "threshold": self.fallback.threshold},
+        }
+        (directory / TASK_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        settings = json.loads((directory / TASK_FILE).read_text(encoding="utf-8"))
+        # use_safetensors=True: never fall back to a pickled pytorch_model.bin.
+        model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        fallback = settings["fallback"]
+        metrics_file = directory / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        return cls(
+            model,
+            tokenizer,
+            settings["labels"],
+            settings["max_length"],
+            Fallback(fallback["label"], fallback["threshold"]) if fallback else None,
+            metrics,
+        )
+
+    def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
+        for index, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise InputError(f"inputs[{index}]: expected a string, got {type(text).__name__}")
+            if not text.strip():
+                raise InputError(f"inputs[{index}]: empty text")
+            if max_input_chars is not None and len(text) > max_input_chars:
+                raise InputError(
+                    f"inputs[{index}]: {len(text)} characters is over the limit "
+                    f"max_input_chars={max_input_chars}"
+                )
+
+    def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
+        column = TEXT if TEXT in frame.columns else None
+        if column is None:
+            raise InputError(
+                f"{source}: no '{TEXT}' column to predict on; columns are "
+                f"{', '.join(map(repr, frame.columns))}"
+            )
+        texts = [str(t) for t in frame[column]]
+        self.check_inputs(texts)
+        return texts
+
+    def parse_cli_input(self, text: str) -> Any:
+        return text
+
+    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        probabilities = self.predict_proba(inputs)
+        return [
+            {
+                "label": label,
+                "score": float(row.max()),
+                "probabilities": {
+                    name: round(float(p), 6) for name, p in zip(self._labels, row, strict=True)
+                },
+            }
+            for label, row in zip(self.predicted_labels(probabilities), probabilities, strict=True)
+        ]
+
+    def evaluate(self, data: pd.DataFrame) -> Evaluation:
+        from forgeline.tasks.text_classification.evaluation import evaluate_text_classifier
+
+        return evaluate_text_classifier(self, data)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _fallback_index(self) -> int:
+        """The fallback label's index; one past the classes when it is not a trained class."""
+        assert self.fallback is not None
+        if self.fallback.label in self._labels:
+            return self._labels.index(self.fallback.label)
+        return len(self._labels)
+
+    def _label_name(self, index: int) -> str:
+        if index == len(self._labels) and self.fallback is not None:
+            return self.fallback.label
+        return self._labels[index]
+
+    def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return class_probabilities(self._model, self._tokenizer, texts, self._max_length)
+
+    def predicted_labels(self, probabilities: NDArray[np.float32]) -> list[str]:
+        predicted = probabilities.argmax(axis=1)
+        if self.fallback is not None:
+            predicted = apply_threshold(
+                predicted,
+                probabilities.max(axis=1),
+                self.fallback.threshold,
+                self._fallback_index(),
+            )
+        return [self._label_name(int(i)) for i in predicted]
+
+
+__all__ = ["LABEL", "TEXT", "Fallback", "TextClassifier"]

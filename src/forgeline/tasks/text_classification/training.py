@@ -1,0 +1,249 @@
+"""Fine-tuning with Hugging Face ``Trainer``: dynamic padding, length-grouped batches, early
+stopping on validation macro-F1, and the fallback threshold chosen on validation."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    PreTrainedModel,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.utils import logging as hf_logging
+
+from forgeline.base_models import resolve_base_model
+from forgeline.config.load import Project
+from forgeline.tasks.base import DataSplits, Notify
+from forgeline.tasks.text_classification.data import LABEL, TEXT
+from forgeline.tasks.text_classification.fallback import (
+    apply_threshold,
+    choose_threshold,
+    in_scope_accuracy_and_fallback_recall,
+)
+from forgeline.tasks.text_classification.model import class_probabilities
+
+
+@dataclass
+class TrainedText:
+    model: PreTrainedModel
+    tokenizer: Any
+    labels: list[str]
+    fallback_label: str | None
+    threshold: float
+    metrics: dict[str, Any]
+
+
+class _EncodedTexts(torch.utils.data.Dataset[dict[str, Any]]):
+    """Tokenised texts with integer labels; padding happens per batch in the collator."""
+
+    def __init__(self, encodings: dict[str, list[list[int]]], labels: list[int]) -> None:
+        self._encodings = encodings
+        self._labels = labels
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {key: values[index] for key, values in self._encodings.items()}
+        item["labels"] = self._labels[index]
+        return item
+
+
+class _Progress(TrainerCallback):
+    """One progress bar for training and a line per epoch with the validation scores.
+
+    Replaces Trainer's ProgressCallback, which also prints every raw log dictionary.
+    """
+
+    def __init__(self) -> None:
+        self._bar: tqdm[Any] | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._bar = tqdm(total=state.max_steps, desc="training", unit="step", dynamic_ncols=True)
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._bar is not None:
+            self._bar.update(state.global_step - self._bar.n)
+
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if metrics and self._bar is not None:
+            self._bar.write(
+                f"epoch {state.epoch:.0f}: validation macro-F1 {metrics.get('eval_macro_f1', 0):.4f}, "
+                f"accuracy {metrics.get('eval_accuracy', 0):.4f}, loss {metrics.get('eval_loss', 0):.4f}"
+            )
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    predicted = np.asarray(prediction.predictions).argmax(axis=-1)
+    truth = np.asarray(prediction.label_ids)
+    return {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+    }
+
+
+def _device(choice: str) -> bool:
+    """Whether to run on the CPU only."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        from forgeline.errors import ConfigError
+
+        raise ConfigError("training.device: cuda requested but no CUDA device is available")
+    return choice == "cpu" or not torch.cuda.is_available()
+
+
+def train_text_classifier(project: Project, data: DataSplits, notify: Notify) -> TrainedText:
+    config = project.config
+    settings = config.training
+    set_seed(settings.seed)
+    labels = sorted(set(data.train[LABEL]))
+    label_ids = {label: i for i, label in enumerate(labels)}
+    base_dir = resolve_base_model(config.base_model, project.root)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id=label_ids,
+        use_safetensors=True,
+    )
+    hf_logging.set_verbosity_warning()
+
+    def encode(frame: Any) -> _EncodedTexts:
+        encodings = tokenizer(list(frame[TEXT]), truncation=True, max_length=settings.max_length)
+        # Validation labels unseen in training cannot be predicted; -100 is ignored by the loss.
+        return _EncodedTexts(
+            dict(encodings), [label_ids.get(label, -100) for label in frame[LABEL]]
+        )
+
+    train_set, validation_set = encode(data.train), encode(data.validation)
+    checkpoints = tempfile.mkdtemp(prefix="forgeline-train-")
+    try:
+        args = TrainingArguments(
+            output_dir=checkpoints,
+            num_train_epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            per_device_train_batch_size=settings.batch_size,
+            per_device_eval_batch_size=max(64, settings.batch_size),
+            warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of all steps
+            weight_decay=settings.weight_decay,
+            lr_scheduler_type="linear",
+            # Batches of similar lengths: far less padding, about 4x faster on short texts.
+            train_sampling_strategy="group_by_length",
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="macro_f1",
+            greater_is_better=True,
+            logging_strategy="no",
+            report_to=[],
+            seed=settings.seed,
+            data_seed=settings.seed,
+            use_cpu=_device(settings.device),
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=validation_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=_compute_metrics,
+            callbacks=[
+                EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience),
+                _Progress(),
+            ],
+        )
+        trainer.remove_callback(ProgressCallback)
+        started = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+
+    best_model = cast(PreTrainedModel, trainer.model)
+    best_model.eval()
+    probabilities = class_probabilities(
+        best_model, tokenizer, list(data.validation[TEXT]), settings.max_length
+    )
+    truth_labels = list(data.validation[LABEL])
+    metrics: dict[str, Any] = {
+        "train_seconds": round(train_seconds, 1),
+        "train_examples": len(data.train),
+        "epochs_run": float(trainer.state.epoch or 0),
+    }
+    fallback_label: str | None = None
+    threshold = 0.0
+    predicted = probabilities.argmax(axis=1)
+    if config.fallback is not None:
+        fallback_label = config.fallback.label
+        fallback_index = label_ids.get(fallback_label, len(labels))
+        truth = np.array(
+            [label_ids.get(t, fallback_index if t == fallback_label else -1) for t in truth_labels]
+        )
+        if config.fallback.threshold == "auto":
+            threshold = choose_threshold(
+                probabilities, truth, fallback_index, config.fallback.max_in_scope_accuracy_drop
+            )
+        else:
+            threshold = float(config.fallback.threshold)
+        predicted = apply_threshold(predicted, probabilities.max(axis=1), threshold, fallback_index)
+        in_scope, recall = in_scope_accuracy_and_fallback_recall(predicted, truth, fallback_index)
+        metrics.update(
+            {
+                "fallback_threshold": threshold,
+                "validation_in_scope_accuracy": in_scope,
+                "validation_fallback_recall": recall,
+            }
+        )
+        notify(
+            f"fallback '{fallback_label}' below confidence {threshold:.3f}: validation in-scope "
+            f"accuracy {in_scope:.4f}"
+            + (f", fallback recall {recall:.4f}" if recall is not None else "")
+        )
+    names = labels + (
+        [fallback_label] if fallback_label and fallback_label not in label_ids else []
+    )
+    predicted_names = [names[i] for i in predicted]
+    metrics["validation_accuracy"] = float(accuracy_score(truth_labels, predicted_names))
+    metrics["validation_macro_f1"] = float(
+        f1_score(truth_labels, predicted_names, average="macro", zero_division=0)
+    )
+    return TrainedText(best_model, tokenizer, labels, fallback_label, threshold, metrics)

@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from forgeline.config import load_project
+from forgeline.errors import ConfigError
+from tests.conftest import MINIMAL_YAML, write_project
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path, labelled_csv: str) -> None:
+    config = write_project(tmp_path, MINIMAL_YAML, {"data/train.csv": labelled_csv})
+    project = load_project(config)
+    assert project.config.base_model == "minilm-l6"
+    assert project.config.training.max_length == 64
+    assert project.data_files()["train"] == tmp_path / "data/train.csv"
+    assert project.registry_dir == tmp_path / "models"
+
+
+def test_missing_data_file_names_field_and_file(tmp_path: Path) -> None:
+    config = write_project(tmp_path, MINIMAL_YAML)
+    with pytest.raises(ConfigError, match=r"data\.train: no such file 'data/train\.csv'"):
+        load_project(config)
+
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path: Path, labelled_csv: str) -> None:
+    config = write_project(
+        tmp_path, MINIMAL_YAML + "training:\n  epoch: 3\n", {"data/train.csv": labelled_csv}
+    )
+    with pytest.raises(ConfigError, match=r"training\.epoch: unknown key"):
+        load_project(config)
+
+
+def test_wrong_type_names_field_and_value(tmp_path: Path, labelled_csv: str) -> None:
+    config = write_project(
+        tmp_path, MINIMAL_YAML + "training:\n  batch_size: many\n", {"data/train.csv": labelled_csv}
+    )
+    with pytest.raises(ConfigError) as error:
+        load_project(config)
+    message = str(error.value)
+    assert str(config) in message
+    assert "training.batch_size" in message and "'many'" in message
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    config = write_project(tmp_path, "name: demo\ntask: text-classification\n")
+    with pytest.raises(ConfigError, match=r"data: required key is missing"):
+        load_project(config)
+
+
+def test_unknown_task_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML.replace("text-classification", "image-segmentation")
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    with pytest.raises(ConfigError, match=r"task: .*text-classification"):
+        load_project(config)
+
+
+def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
+    config = write_project(tmp_path, "name: demo\ntask: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"line \d+, column \d+: not valid YAML"):
+        load_project(config)
+
+
+def test_validation_without_test_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "  validation: data/train.csv\n"
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    with pytest.raises(ConfigError, match="give both data.validation and data.test"):
+        load_project(config)
+
+
+def test_fallback_threshold_must_be_a_probability(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "fallback:\n  label: other\n  threshold: 1.5\n"
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    with pytest.raises(ConfigError, match="fallback.threshold must be between 0 and 1"):
+        load_project(config)
+
+
+def test_no_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_project(tmp_path / "forgeline.yaml")
+
+
+def test_bad_model_name_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
+    config = write_project(
+        tmp_path, MINIMAL_YAML.replace("demo", "Demo Model"), {"data/train.csv": labelled_csv}
+    )
+    with pytest.raises(ConfigError, match=r"name: String should match pattern"):
+        load_project(config)

@@ -1,0 +1,68 @@
+"""Shared fixtures: small projects on disk and a real (untrained-head) MiniLM classifier."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEMPLATE_DATA = (
+    Path(__file__).resolve().parents[1]
+    / "src/forgeline/templates/text-classification/data/train.csv"
+)
+
+
+def write_project(root: Path, yaml_text: str, files: dict[str, str] | None = None) -> Path:
+    """Write forgeline.yaml and data files under ``root``; return the config path."""
+    for relative, content in (files or {}).items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    config = root / "forgeline.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    return config
+
+
+MINIMAL_YAML = """\
+name: demo
+task: text-classification
+data:
+  train: data/train.csv
+"""
+
+
+@pytest.fixture
+def labelled_csv() -> str:
+    rows = ["text,label"]
+    for i in range(30):
+        rows.append(f"where is my parcel number {i},shipping")
+        rows.append(f"refund my order {i} please,refund")
+        rows.append(f"my password {i} does not work,account")
+    return "\n".join(rows) + "\n"
+
+
+@pytest.fixture(scope="session")
+def untrained_classifier():  # type: ignore[no-untyped-def]
+    """MiniLM with a fresh 3-class head: real weights, no training, loads in about a second."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from forgeline.base_models import resolve_base_model
+    from forgeline.tasks.text_classification.model import Fallback, TextClassifier
+
+    base = resolve_base_model("minilm-l6")
+    labels = ["account", "refund", "shipping"]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=3, use_safetensors=True
+    )
+    return TextClassifier(
+        model,
+        AutoTokenizer.from_pretrained(base),
+        labels,
+        max_length=32,
+        fallback=Fallback("other", 0.0),
+        training_metrics={"validation_accuracy": 0.5},
+    )
