@@ -40,7 +40,13 @@ INTENTS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
             "check my {account} balance",
         ],
         {
-            "account": ["account", "checking account", "savings account", "current account", "joint account"],
+            "account": [
+                "account",
+                "checking account",
+                "savings account",
+                "current account",
+                "joint account",
+            ],
             "when": ["right now", "today", "for rent", "before payday"],
         },
     ),
@@ -86,7 +92,13 @@ INTENTS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
             "I no longer want the {plan}",
         ],
         {
-            "plan": ["premium plan", "subscription", "monthly plan", "card insurance", "overdraft protection"],
+            "plan": [
+                "premium plan",
+                "subscription",
+                "monthly plan",
+                "card insurance",
+                "overdraft protection",
+            ],
             "when": ["today", "at the end of the month", "immediately", "next month"],
         },
     ),

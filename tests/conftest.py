@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from forgeline.tasks.text_classification.model import Fallback, TextClassifier
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -46,12 +48,11 @@ def labelled_csv() -> str:
 
 
 @pytest.fixture(scope="session")
-def untrained_classifier():  # type: ignore[no-untyped-def]
+def untrained_classifier() -> TextClassifier:
     """MiniLM with a fresh 3-class head: real weights, no training, loads in about a second."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from forgeline.base_models import resolve_base_model
-    from forgeline.tasks.text_classification.model import Fallback, TextClassifier
 
     base = resolve_base_model("minilm-l6")
     labels = ["account", "refund", "shipping"]

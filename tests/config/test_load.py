@@ -63,14 +63,14 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
 def test_validation_without_test_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
     text = MINIMAL_YAML + "  validation: data/train.csv\n"
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
-    with pytest.raises(ConfigError, match="give both data.validation and data.test"):
+    with pytest.raises(ConfigError, match=r"give both data\.validation and data\.test"):
         load_project(config)
 
 
 def test_fallback_threshold_must_be_a_probability(tmp_path: Path, labelled_csv: str) -> None:
     text = MINIMAL_YAML + "fallback:\n  label: other\n  threshold: 1.5\n"
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
-    with pytest.raises(ConfigError, match="fallback.threshold must be between 0 and 1"):
+    with pytest.raises(ConfigError, match=r"fallback\.threshold must be between 0 and 1"):
         load_project(config)
 
 

@@ -46,9 +46,15 @@ def test_malformed_jsonl_names_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("d.csv", "d.csv, row 3 (line 4), column 'text'"), ("d.jsonl", "d.jsonl, line 3, column 'text'")],
+    [
+        ("d.csv", "d.csv, row 3 (line 4), column 'text'"),
+        ("d.jsonl", "d.jsonl, line 3, column 'text'"),
+    ],
 )
-def test_where_points_at_the_users_line(tmp_path: Path, name: str, expected: str) -> None:
+def test_where_points_at_the_users_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / name
     write_table(pd.DataFrame({"text": ["a", "b", "c"]}), path)
     assert read_table(path).where(2, "text") == expected

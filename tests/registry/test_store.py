@@ -6,13 +6,18 @@ import pytest
 from forgeline.errors import RegistryError
 from forgeline.registry import ModelRegistry
 from forgeline.registry.store import MANIFEST
+from forgeline.tasks.text_classification import TextClassifier
 
 FINGERPRINT = {"sha256": "0" * 64, "files": {}}
 
 
-def _publish(registry: ModelRegistry, model) -> str:  # type: ignore[no-untyped-def]
+def _publish(registry: ModelRegistry, model: TextClassifier) -> str:
     return registry.publish(
-        "demo", model, config_yaml="name: demo\n", data_fingerprint=FINGERPRINT, base_model="minilm-l6"
+        "demo",
+        model,
+        config_yaml="name: demo\n",
+        data_fingerprint=FINGERPRINT,
+        base_model="minilm-l6",
     ).version
 
 
@@ -21,10 +26,19 @@ def registry(tmp_path: Path) -> ModelRegistry:
     return ModelRegistry(tmp_path / "models")
 
 
-def test_publish_writes_a_complete_version(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_publish_writes_a_complete_version(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     assert _publish(registry, untrained_classifier) == "v1"
     directory = registry.root / "demo" / "v1"
-    for name in ("model.safetensors", "task.json", "forgeline.yaml", "metrics.json", "MODEL_CARD.md", MANIFEST):
+    for name in (
+        "model.safetensors",
+        "task.json",
+        "forgeline.yaml",
+        "metrics.json",
+        "MODEL_CARD.md",
+        MANIFEST,
+    ):
         assert (directory / name).is_file(), name
     manifest = json.loads((directory / MANIFEST).read_text())
     assert manifest["task"] == "text-classification"
@@ -34,7 +48,9 @@ def test_publish_writes_a_complete_version(registry: ModelRegistry, untrained_cl
     assert "# demo v1" in (directory / "MODEL_CARD.md").read_text()
 
 
-def test_versions_increase_and_latest_moves(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_versions_increase_and_latest_moves(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     _publish(registry, untrained_classifier)
     assert _publish(registry, untrained_classifier) == "v2"
     assert registry.versions("demo") == ["v1", "v2"]
@@ -43,7 +59,9 @@ def test_versions_increase_and_latest_moves(registry: ModelRegistry, untrained_c
     assert registry.load("demo").version.version == "v1"
 
 
-def test_existing_version_is_never_overwritten(registry: ModelRegistry, untrained_classifier, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_existing_version_is_never_overwritten(
+    registry: ModelRegistry, untrained_classifier: TextClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _publish(registry, untrained_classifier)
     before = (registry.root / "demo/v1/forgeline-manifest.json").read_bytes()
     # Simulate a concurrent writer that already took the next version number.
@@ -54,28 +72,36 @@ def test_existing_version_is_never_overwritten(registry: ModelRegistry, untraine
     assert not list((registry.root / "demo").glob(".staging-*"))
 
 
-def test_loaded_model_predicts_like_the_saved_one(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_loaded_model_predicts_like_the_saved_one(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     _publish(registry, untrained_classifier)
     loaded = registry.load("demo").model
     texts = ["where is my parcel", "refund please"]
     assert loaded.predict(texts) == untrained_classifier.predict(texts)
 
 
-def test_refuses_pickle_files(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_refuses_pickle_files(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     _publish(registry, untrained_classifier)
     (registry.root / "demo/v1/pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(RegistryError, match=r"refusing to load a pickle-based file \(\.bin\)"):
         registry.load("demo")
 
 
-def test_refuses_directory_without_manifest(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_refuses_directory_without_manifest(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     _publish(registry, untrained_classifier)
     (registry.root / "demo/v1" / MANIFEST).unlink()
     with pytest.raises(RegistryError, match="not a Forgeline model"):
         registry.load("demo")
 
 
-def test_refuses_changed_weights(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_refuses_changed_weights(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     _publish(registry, untrained_classifier)
     weights = registry.root / "demo/v1/model.safetensors"
     data = bytearray(weights.read_bytes())
@@ -85,14 +111,18 @@ def test_refuses_changed_weights(registry: ModelRegistry, untrained_classifier) 
         registry.load("demo")
 
 
-def test_refuses_unlisted_files(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_refuses_unlisted_files(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     _publish(registry, untrained_classifier)
     (registry.root / "demo/v1/extra.py").write_text("print('hi')")
     with pytest.raises(RegistryError, match="file not written by the Forgeline registry"):
         registry.load("demo")
 
 
-def test_evaluation_outputs_do_not_break_verification(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
+def test_evaluation_outputs_do_not_break_verification(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
     version = registry.publish(
         "demo", untrained_classifier, config_yaml="", data_fingerprint=FINGERPRINT, base_model="x"
     )
@@ -101,8 +131,10 @@ def test_evaluation_outputs_do_not_break_verification(registry: ModelRegistry, u
     assert registry.load("demo").version.version == "v1"
 
 
-def test_unknown_model_and_version(registry: ModelRegistry, untrained_classifier) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(RegistryError, match="no trained model 'demo'.*forgeline train"):
+def test_unknown_model_and_version(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
+    with pytest.raises(RegistryError, match=r"no trained model 'demo'.*forgeline train"):
         registry.load("demo")
     _publish(registry, untrained_classifier)
     with pytest.raises(RegistryError, match=r"no version 'v9' \(versions: v1\)"):

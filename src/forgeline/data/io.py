@@ -32,7 +32,15 @@ class Table:
         else:
             place = f"row {position + 1}"
         column_part = f", column '{column}'" if column is not None else ""
-        return f"{self.source.name}, {place}{column_part}"
+        return f"{display_path(self.source)}, {place}{column_part}"
+
+
+def display_path(path: Path) -> str:
+    """The path relative to the working directory when it is below it, as a user would type it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _check_suffix(path: Path) -> str:

@@ -4,11 +4,12 @@ import pytest
 
 from forgeline.config import load_project
 from forgeline.errors import DataError
+from forgeline.tasks.base import DataSplits
 from forgeline.tasks.text_classification.data import prepare_text_data
 from tests.conftest import MINIMAL_YAML, write_project
 
 
-def _prepare(tmp_path: Path, csv: str, extra_yaml: str = ""):  # type: ignore[no-untyped-def]
+def _prepare(tmp_path: Path, csv: str, extra_yaml: str = "") -> DataSplits:
     config = write_project(tmp_path, MINIMAL_YAML + extra_yaml, {"data/train.csv": csv})
     return prepare_text_data(load_project(config))
 
@@ -46,18 +47,24 @@ def test_missing_label(tmp_path: Path, labelled_csv: str) -> None:
 
 
 def test_missing_column_lists_the_columns(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"column 'label' not found; the file has columns 'text', 'intent'"):
+    with pytest.raises(
+        DataError, match=r"column 'label' not found; the file has columns 'text', 'intent'"
+    ):
         _prepare(tmp_path, "text,intent\na,b\n")
 
 
 def test_label_with_one_example(tmp_path: Path, labelled_csv: str) -> None:
     csv = labelled_csv + "a lonely message,singleton\n"
-    with pytest.raises(DataError, match=r"at least 2 training examples; too few for 'singleton' \(1\)"):
+    with pytest.raises(
+        DataError, match=r"at least 2 training examples; too few for 'singleton' \(1\)"
+    ):
         _prepare(tmp_path, csv)
 
 
 def test_duplicates_across_train_and_test_are_leakage_warnings(tmp_path: Path) -> None:
-    train = "\n".join(["text,label"] + [f"train {i},{'ab'[i % 2]}" for i in range(40)] + ["shared text,a"])
+    train = "\n".join(
+        ["text,label"] + [f"train {i},{'ab'[i % 2]}" for i in range(40)] + ["shared text,a"]
+    )
     test = "text,label\nshared text,a\nfresh,b\n"
     config = write_project(
         tmp_path,
@@ -65,11 +72,15 @@ def test_duplicates_across_train_and_test_are_leakage_warnings(tmp_path: Path) -
         {"data/train.csv": train + "\n", "data/test.csv": test},
     )
     splits = prepare_text_data(load_project(config))
-    assert any("leakage: 1 text(s) in the test set" in w and "shared text" in w for w in splits.warnings)
+    assert any(
+        "leakage: 1 text(s) in the test set" in w and "shared text" in w for w in splits.warnings
+    )
 
 
 def test_custom_columns(tmp_path: Path) -> None:
     csv = "utterance,intent\n" + "".join(f"text {i},{'xy'[i % 2]}\n" for i in range(20))
-    splits = _prepare(tmp_path, csv.replace("text ", "msg "), "  text_column: utterance\n  label_column: intent\n")
+    splits = _prepare(
+        tmp_path, csv.replace("text ", "msg "), "  text_column: utterance\n  label_column: intent\n"
+    )
     assert set(splits.train.columns) == {"text", "label"}
     assert set(splits.train["label"]) == {"x", "y"}

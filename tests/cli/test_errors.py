@@ -1,0 +1,60 @@
+"""User mistakes end in one clear message and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import MINIMAL_YAML, write_project
+from tests.e2e.conftest import run_cli
+
+
+def test_help_on_every_command(tmp_path: Path) -> None:
+    for command in (
+        ["--help"],
+        ["init", "--help"],
+        ["train", "--help"],
+        ["evaluate", "--help"],
+        ["predict", "--help"],
+        ["serve", "--help"],
+        ["config", "schema", "--help"],
+    ):
+        result = run_cli(*command, cwd=tmp_path)
+        assert "Usage:" in result.stdout
+
+
+def test_missing_data_file_is_a_clean_error(tmp_path: Path) -> None:
+    write_project(tmp_path, MINIMAL_YAML)
+    result = run_cli("train", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "data.train: no such file 'data/train.csv'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_data_row_is_a_clean_error(tmp_path: Path) -> None:
+    write_project(tmp_path, MINIMAL_YAML, {"data/train.csv": "text,label\nhello,a\n,b\n"})
+    result = run_cli("train", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "data/train.csv, row 2 (line 3), column 'text': empty text" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_predict_before_training(tmp_path: Path, labelled_csv: str) -> None:
+    write_project(tmp_path, MINIMAL_YAML, {"data/train.csv": labelled_csv})
+    result = run_cli("predict", "hello", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "run `forgeline train` first" in result.stderr
+
+
+def test_config_schema_is_json_schema(tmp_path: Path) -> None:
+    schema = json.loads(run_cli("config", "schema", cwd=tmp_path).stdout)
+    assert schema["title"] == "ProjectConfig"
+    assert {"name", "task", "data"} <= set(schema["required"])
+
+
+def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("x")
+    result = run_cli("init", "taken", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "directory exists and is not empty" in result.stderr

@@ -1,0 +1,135 @@
+"""The README's path on a small data set: init, train, evaluate, predict, serve over HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import run_cli, running_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    run_cli("init", "support", "--template", "text-classification", cwd=root)
+    project = root / "support"
+    config = project / "forgeline.yaml"
+    # Smaller limits than the template so the test can exceed them cheaply.
+    text = config.read_text().replace("max_inputs_per_request: 64", "max_inputs_per_request: 4")
+    config.write_text(text.replace("max_input_chars: 2000", "max_input_chars: 200"))
+    result = run_cli("train", cwd=project)
+    assert "Registered support v1" in result.stdout
+    return project
+
+
+def test_train_registers_a_verified_version(trained_project: Path) -> None:
+    version = trained_project / "models/support/v1"
+    manifest = json.loads((version / "forgeline-manifest.json").read_text())
+    assert manifest["task"] == "text-classification"
+    assert "other" in manifest["labels"]
+    assert (version / "model.safetensors").is_file()
+    assert not list(version.glob("*.bin"))
+    metrics = json.loads((version / "metrics.json").read_text())
+    assert 0 <= metrics["fallback_threshold"] <= 1
+    assert metrics["validation_macro_f1"] > 0.7
+
+
+def test_evaluate_writes_metrics_and_a_self_contained_report(trained_project: Path) -> None:
+    result = run_cli("evaluate", cwd=trained_project)
+    assert "macro F1" in result.stdout
+    evaluation = trained_project / "models/support/v1/evaluation"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.7, metrics["accuracy"]  # 7 classes: chance is about 0.14
+    assert set(metrics) >= {"macro_f1", "micro_f1", "expected_calibration_error", "per_class"}
+    report = (evaluation / "report.html").read_text()
+    assert "Confusion matrix" in report and "data:image/png;base64," in report
+    assert "http://" not in report and "https://" not in report  # viewable offline
+
+
+def test_predict_texts_and_files(trained_project: Path, tmp_path: Path) -> None:
+    result = run_cli("predict", "--json", "I lost my credit card yesterday", cwd=trained_project)
+    prediction = json.loads(result.stdout.strip())
+    assert prediction["label"] == "lost_card"
+    inputs = tmp_path / "in.csv"
+    inputs.write_text("text\nreset my password\nwhen does the branch open\n")
+    output = tmp_path / "out.jsonl"
+    run_cli("predict", "--file", str(inputs), "--output", str(output), cwd=trained_project)
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["input"] for row in rows] == ["reset my password", "when does the branch open"]
+    assert [row["label"] for row in rows] == ["reset_password", "opening_hours"]
+
+
+def test_server_over_http(trained_project: Path) -> None:
+    with running_server(trained_project) as base:
+        assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+        [model] = httpx.get(f"{base}/v1/models").json()
+        assert model["name"] == "support"
+
+        texts = ["I lost my debit card", "send 50 dollars to my mom", "tell me a joke"]
+        response = httpx.post(
+            f"{base}/v1/models/support/predict", json={"inputs": texts}, timeout=30
+        )
+        assert response.status_code == 200
+        predictions = response.json()["predictions"]
+        assert [p["label"] for p in predictions] == ["lost_card", "transfer_money", "other"]
+        assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-3 for p in predictions)
+
+        too_many = httpx.post(f"{base}/v1/models/support/predict", json={"inputs": ["a"] * 5})
+        assert too_many.status_code == 422
+        assert "max_inputs_per_request=4" in too_many.json()["error"]["message"]
+
+        too_long = httpx.post(f"{base}/v1/models/support/predict", json={"inputs": ["a" * 201]})
+        assert too_long.status_code == 422
+        assert "max_input_chars=200" in too_long.json()["error"]["message"]
+
+        huge = httpx.post(
+            f"{base}/v1/models/support/predict", content=b"{" + b" " * 2_000_000 + b"}"
+        )
+        assert huge.status_code == 413
+        assert "max_body_bytes" in huge.json()["error"]["message"]
+
+        not_json = httpx.post(
+            f"{base}/v1/models/support/predict",
+            content=b"not json",
+            headers={"content-type": "application/json"},
+        )
+        assert not_json.status_code == 422
+
+        assert httpx.get(f"{base}/docs").status_code == 200
+        assert "/v1/models/{name}/predict" in httpx.get(f"{base}/openapi.json").json()["paths"]
+
+
+def test_report_renders_offline_in_a_real_browser(trained_project: Path) -> None:
+    """Open report.html in headless Chromium: every plot decodes and nothing is fetched."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (.ci/run installs it)")
+    report = trained_project / "models/support/v1/evaluation/report.html"
+    if not report.is_file():
+        run_cli("evaluate", cwd=trained_project)
+    requested: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page()
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(report.as_uri())
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])"
+        )
+        headings = page.locator("h2").all_inner_texts()
+        browser.close()
+    assert dict(images) == {"Confusion matrix": True, "Calibration": True}
+    assert {"Per-class results", "Most confused class pairs", "Out-of-scope handling"} <= set(
+        headings
+    )
+    assert [url for url in requested if not url.startswith(("file:", "data:"))] == []

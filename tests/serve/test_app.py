@@ -1,0 +1,100 @@
+"""The HTTP API in-process (fast); tests/e2e runs it as a real server on a real port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from forgeline.config.schema import LimitsConfig
+from forgeline.registry import ModelRegistry
+from forgeline.serve import create_app
+from forgeline.tasks.text_classification import TextClassifier
+
+
+@pytest.fixture
+def client(tmp_path: Path, untrained_classifier: TextClassifier) -> Iterator[TestClient]:
+    registry = ModelRegistry(tmp_path / "models")
+    registry.publish(
+        "demo",
+        untrained_classifier,
+        config_yaml="",
+        data_fingerprint={"sha256": "0" * 64, "files": {}},
+        base_model="minilm-l6",
+    )
+    limits = LimitsConfig(max_inputs_per_request=3, max_input_chars=50, max_body_bytes=2048)
+    with TestClient(create_app(registry, limits)) as test_client:
+        deadline = time.monotonic() + 30
+        while test_client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "models did not load"
+            time.sleep(0.05)
+        yield test_client
+
+
+def test_health_and_models(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "models": ["demo"]}
+    [model] = client.get("/v1/models").json()
+    assert model["name"] == "demo" and model["version"] == "v1"
+    assert model["labels"] == ["account", "refund", "shipping"]
+
+
+def test_predict_returns_one_prediction_per_input_in_order(
+    client: TestClient, untrained_classifier: TextClassifier
+) -> None:
+    texts = ["refund my order", "where is my parcel"]
+    response = client.post("/v1/models/demo/predict", json={"inputs": texts})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == "demo" and body["version"] == "v1"
+    assert body["predictions"] == untrained_classifier.predict(texts)
+    for prediction in body["predictions"]:
+        assert prediction["label"] in {"account", "refund", "shipping"}
+        assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "message"),
+    [
+        ({"inputs": ["a", "b", "c", "d"]}, 422, "too_many_inputs", "max_inputs_per_request=3"),
+        (
+            {"inputs": ["x" * 51]},
+            422,
+            "invalid_input",
+            "inputs[0]: 51 characters is over the limit max_input_chars=50",
+        ),
+        ({"inputs": ["ok", 7]}, 422, "invalid_input", "inputs[1]: expected a string, got int"),
+        ({"inputs": ["ok", "  "]}, 422, "invalid_input", "inputs[1]: empty text"),
+        ({"inputs": []}, 422, "invalid_request", "inputs: List should have at least 1 item"),
+        ({"texts": ["a"]}, 422, "invalid_request", "inputs: Field required"),
+    ],
+)
+def test_invalid_requests_say_what_is_wrong(
+    client: TestClient, payload: dict[str, object], status: int, code: str, message: str
+) -> None:
+    response = client.post("/v1/models/demo/predict", json=payload)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert message in error["message"]
+
+
+def test_body_over_limit_is_413(client: TestClient) -> None:
+    response = client.post("/v1/models/demo/predict", json={"inputs": ["y" * 3000]})
+    assert response.status_code == 413
+    assert "max_body_bytes=2048" in response.json()["error"]["message"]
+
+
+def test_unknown_model_is_404(client: TestClient) -> None:
+    response = client.post("/v1/models/nope/predict", json={"inputs": ["a"]})
+    assert response.status_code == 404
+    assert "no model named 'nope' (served: demo)" in response.json()["error"]["message"]
+
+
+def test_openapi_documents_predict(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "/v1/models/{name}/predict" in spec["paths"]
+    assert client.get("/docs").status_code == 200
