@@ -70,6 +70,7 @@ class TextClassifier:
         max_length: int,
         fallback: Fallback | None,
         training_metrics: dict[str, Any] | None = None,
+        text_column: str = TEXT,
     ) -> None:
         model.eval()  # inference only: no dropout
         self._model = model
@@ -78,6 +79,7 @@ class TextClassifier:
         self._max_length = max_length
         self.fallback = fallback
         self._training_metrics = training_metrics or {}
+        self._text_column = text_column
 
     # -- the Task interface ------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class TextClassifier:
             project.config.training.max_length,
             Fallback(trained.fallback_label, trained.threshold) if trained.fallback_label else None,
             trained.metrics,
+            project.config.data.text_column,
         )
 
     def save(self, directory: Path) -> None:
@@ -113,6 +116,7 @@ class TextClassifier:
         settings = {
             "labels": self._labels,
             "max_length": self._max_length,
+            "text_column": self._text_column,
             "fallback": None
             if self.fallback is None
             else {"label": self.fallback.label, "threshold": self.fallback.threshold},
@@ -135,6 +139,7 @@ class TextClassifier:
             settings["max_length"],
             Fallback(fallback["label"], fallback["threshold"]) if fallback else None,
             metrics,
+            settings.get("text_column", TEXT),
         )
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
@@ -150,14 +155,18 @@ class TextClassifier:
                 )
 
     def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
-        column = TEXT if TEXT in frame.columns else None
-        if column is None:
+        """Texts from the training text column, or from a column named ``text``."""
+        candidates = [c for c in (self._text_column, TEXT) if c in frame.columns]
+        if not candidates:
             raise InputError(
-                f"{source}: no '{TEXT}' column to predict on; columns are "
+                f"{source}: no '{self._text_column}' column to predict on; columns are "
                 f"{', '.join(map(repr, frame.columns))}"
             )
-        texts = [str(t) for t in frame[column]]
-        self.check_inputs(texts)
+        column = candidates[0]
+        texts = ["" if pd.isna(t) else str(t) for t in frame[column]]
+        for position, text in enumerate(texts):
+            if not text.strip():
+                raise InputError(f"{source}, row {position + 1}, column '{column}': empty text")
         return texts
 
     def parse_cli_input(self, text: str) -> Any:

@@ -1,0 +1,42 @@
+"""TextClassifier behaviour that needs no training (the fixture has a fresh head)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from forgeline.errors import InputError
+from forgeline.tasks.text_classification import TextClassifier
+
+
+def test_predictions_follow_input_order_despite_length_sorting(
+    untrained_classifier: TextClassifier,
+) -> None:
+    texts = ["a much longer message about a refund for my order", "hi", "parcel"]
+    batch = untrained_classifier.predict(texts)
+    one_by_one = [untrained_classifier.predict([t])[0] for t in texts]
+    for together, alone in zip(batch, one_by_one, strict=True):
+        assert together["label"] == alone["label"]
+        assert together["score"] == pytest.approx(alone["score"], abs=1e-5)
+
+
+def test_threshold_turns_low_confidence_into_the_fallback(
+    untrained_classifier: TextClassifier,
+) -> None:
+    from forgeline.tasks.text_classification.model import Fallback
+
+    untrained_classifier.fallback = Fallback("other", 1.0)  # nothing is that confident
+    try:
+        predictions = untrained_classifier.predict(["refund please", "where is my parcel"])
+    finally:
+        untrained_classifier.fallback = Fallback("other", 0.0)
+    assert [p["label"] for p in predictions] == ["other", "other"]
+    assert all(set(p["probabilities"]) == {"account", "refund", "shipping"} for p in predictions)
+
+
+def test_inputs_from_table_names_the_bad_row(untrained_classifier: TextClassifier) -> None:
+    frame = pd.DataFrame({"text": ["fine", None, "also fine"]})
+    with pytest.raises(InputError, match=r"in\.csv, row 2, column 'text': empty text"):
+        untrained_classifier.inputs_from_table(frame, "in.csv")
+    with pytest.raises(InputError, match=r"no 'text' column to predict on; columns are 'body'"):
+        untrained_classifier.inputs_from_table(pd.DataFrame({"body": ["x"]}), "in.csv")
