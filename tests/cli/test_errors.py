@@ -48,8 +48,12 @@ def test_predict_before_training(tmp_path: Path, labelled_csv: str) -> None:
 
 def test_config_schema_is_json_schema(tmp_path: Path) -> None:
     schema = json.loads(run_cli("config", "schema", cwd=tmp_path).stdout)
-    assert schema["title"] == "ProjectConfig"
-    assert {"name", "task", "data"} <= set(schema["required"])
+    assert set(schema["discriminator"]["mapping"]) == {
+        "text-classification",
+        "tabular-classification",
+    }
+    text = schema["$defs"]["TextClassificationConfig"]
+    assert {"name", "task", "data"} <= set(text["required"])
 
 
 def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:

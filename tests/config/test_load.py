@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from forgeline.config import load_project
+from forgeline.config import TextClassificationConfig, load_project
 from forgeline.errors import ConfigError
 from tests.conftest import MINIMAL_YAML, write_project
 
@@ -10,8 +10,9 @@ from tests.conftest import MINIMAL_YAML, write_project
 def test_minimal_config_gets_defaults(tmp_path: Path, labelled_csv: str) -> None:
     config = write_project(tmp_path, MINIMAL_YAML, {"data/train.csv": labelled_csv})
     project = load_project(config)
-    assert project.config.base_model == "minilm-l6"
-    assert project.config.training.max_length == 64
+    text_config = project.config_for(TextClassificationConfig)
+    assert text_config.base_model == "minilm-l6"
+    assert text_config.training.max_length == 64
     assert project.data_files()["train"] == tmp_path / "data/train.csv"
     assert project.registry_dir == tmp_path / "models"
 
@@ -50,7 +51,9 @@ def test_missing_required_key(tmp_path: Path) -> None:
 def test_unknown_task_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
     text = MINIMAL_YAML.replace("text-classification", "image-segmentation")
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
-    with pytest.raises(ConfigError, match=r"task: .*text-classification"):
+    with pytest.raises(
+        ConfigError, match=r"task: choose one of tabular-classification, text-classification"
+    ):
         load_project(config)
 
 

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from forgeline.config import PROJECT_CONFIG
 from forgeline.config.load import PROJECT_FILE, Project, load_project
-from forgeline.config.schema import ProjectConfig
 from forgeline.errors import ForgelineError, InputError
 
 app = typer.Typer(
@@ -112,7 +112,7 @@ def train(config: ConfigOption = None) -> None:
     console.print(
         f"Training {project.config.task} '{project.config.name}' on {len(data.train)} examples "
         f"(validation {len(data.validation)}, test {len(data.test)}), "
-        f"base model {project.config.base_model}"
+        f"base model {project.config.base}"
     )
     model = task.fit(project, data, _notify)
     version = ModelRegistry(project.registry_dir).publish(
@@ -120,7 +120,7 @@ def train(config: ConfigOption = None) -> None:
         model,
         config_yaml=_resolved_config_yaml(project),
         data_fingerprint=data.fingerprint,
-        base_model=project.config.base_model,
+        base_model=project.config.base,
     )
     rows = [
         (k, f"{v:.4f}" if isinstance(v, float) else str(v))
@@ -262,7 +262,7 @@ def serve(
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of forgeline.yaml."""
-    sys.stdout.write(json.dumps(ProjectConfig.model_json_schema(), indent=2) + "\n")
+    sys.stdout.write(json.dumps(PROJECT_CONFIG.json_schema(), indent=2) + "\n")
 
 
 @config_app.command("check")

@@ -1,24 +1,19 @@
 """Project configuration: the pydantic schema of ``forgeline.yaml`` and its loader."""
 
-from forgeline.config.load import find_project_file, load_project
+from forgeline.config.load import Project, find_project_file, load_project
 from forgeline.config.schema import (
-    DataConfig,
-    FallbackConfig,
-    LimitsConfig,
-    ProjectConfig,
-    ServeConfig,
-    SplitConfig,
-    TrainingConfig,
+    PROJECT_CONFIG,
+    AnyTaskConfig,
+    TabularClassificationConfig,
+    TextClassificationConfig,
 )
 
 __all__ = [
-    "DataConfig",
-    "FallbackConfig",
-    "LimitsConfig",
-    "ProjectConfig",
-    "ServeConfig",
-    "SplitConfig",
-    "TrainingConfig",
+    "PROJECT_CONFIG",
+    "AnyTaskConfig",
+    "Project",
+    "TabularClassificationConfig",
+    "TextClassificationConfig",
     "find_project_file",
     "load_project",
 ]

@@ -4,24 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
-from forgeline.config.schema import ProjectConfig
+from forgeline.config.schema import PROJECT_CONFIG, AnyTaskConfig
 from forgeline.errors import ConfigError
 
 PROJECT_FILE = "forgeline.yaml"
+_TASK_NAMES = frozenset(PROJECT_CONFIG.json_schema()["discriminator"]["mapping"])
+ConfigT = TypeVar("ConfigT", bound=AnyTaskConfig)
 
 
 @dataclass(frozen=True)
 class Project:
     """A validated config and the directory its relative paths are resolved against."""
 
-    config: ProjectConfig
+    config: AnyTaskConfig
     root: Path
     config_file: Path
+
+    def config_for(self, kind: type[ConfigT]) -> ConfigT:
+        """The config as the schema a task expects (tasks are only handed their own kind)."""
+        if not isinstance(self.config, kind):
+            raise ConfigError(
+                f"{self.config_file}: task '{self.config.task}' has no {kind.__name__}"
+            )
+        return self.config
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.root / path)
@@ -60,14 +70,18 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
 def _format_validation_error(error: ValidationError, source: Path) -> str:
     lines = [f"{source}: invalid config"]
     for item in error.errors():
-        # Pydantic appends the union member or validator name to locations; drop those.
-        loc = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
+        # Pydantic puts the union member (the task name) first in locations; drop it.
+        loc = tuple(item["loc"])
+        if loc and loc[0] in _TASK_NAMES:
+            loc = loc[1:]
         field = _format_location(loc)
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; `forgeline config schema` lists keys)"
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            field, message = "task", f"choose one of {', '.join(sorted(_TASK_NAMES))}"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
         value = item.get("input")
@@ -78,11 +92,11 @@ def _format_validation_error(error: ValidationError, source: Path) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: Any, source: Path) -> ProjectConfig:
+def parse_config(raw: Any, source: Path) -> AnyTaskConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys to values at the top level")
     try:
-        return ProjectConfig.model_validate(raw)
+        return PROJECT_CONFIG.validate_python(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
 

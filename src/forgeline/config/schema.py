@@ -8,9 +8,9 @@ directory of the config file and checks that they exist before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 
 class _Section(BaseModel):
@@ -25,7 +25,20 @@ class SplitConfig(_Section):
     seed: int = Field(42, description="Seed of the stratified split.")
 
 
-class DataConfig(_Section):
+class BandConfig(_Section):
+    """A numeric column cut into bands, e.g. ages 18-25, 25-35, ... for a fairness audit."""
+
+    column: str = Field(min_length=1, description="The numeric column to band.")
+    edges: list[float] = Field(min_length=1, description="Band edges, increasing.")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> BandConfig:
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError("edges must be strictly increasing")
+        return self
+
+
+class _DataFiles(_Section):
     train: Path = Field(description="Training data: a .csv, .jsonl or .parquet file.")
     validation: Path | None = Field(
         None, description="Validation data used for early stopping; split from train if absent."
@@ -33,12 +46,18 @@ class DataConfig(_Section):
     test: Path | None = Field(
         None, description="Held-out test data for `forgeline evaluate`; split from train if absent."
     )
-    text_column: str = Field("text", min_length=1)
-    label_column: str = Field("label", min_length=1)
     split: SplitConfig = SplitConfig()
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="Columns (or bands) to audit for fairness: per-group metrics in the report.",
+    )
+    bands: dict[str, BandConfig] = Field(
+        default_factory=dict,
+        description="Named bands of numeric columns, usable in `sensitive` (e.g. age_band).",
+    )
 
     @model_validator(mode="after")
-    def _validation_and_test_together(self) -> DataConfig:
+    def _validation_and_test_together(self) -> Self:
         if (self.validation is None) != (self.test is None):
             raise ValueError(
                 "give both data.validation and data.test, or neither (then both are split "
@@ -50,6 +69,33 @@ class DataConfig(_Section):
         """The data files by config field, for existence checks and fingerprints."""
         named = {"train": self.train, "validation": self.validation, "test": self.test}
         return {field: path for field, path in named.items() if path is not None}
+
+
+class TextDataConfig(_DataFiles):
+    text_column: str = Field("text", min_length=1)
+    label_column: str = Field("label", min_length=1)
+
+
+ColumnKind = Literal["numeric", "categorical", "boolean"]
+
+
+class TabularDataConfig(_DataFiles):
+    target: str = Field(min_length=1, description="The column to predict.")
+    positive: str | None = Field(
+        None,
+        description=(
+            "The target value that counts as the event (e.g. 'bad', '1', 'yes'). Inferred for "
+            "1/0, yes/no, true/false and bad/good targets."
+        ),
+    )
+    columns: dict[str, ColumnKind] = Field(
+        default_factory=dict, description="Override the inferred kind of a column."
+    )
+    drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    sensitive_as_features: bool = Field(
+        False,
+        description="Also use the sensitive columns as model inputs (off: audited, not used).",
+    )
 
 
 class TrainingConfig(_Section):
@@ -106,19 +152,106 @@ class ServeConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
 
 
-class ProjectConfig(_Section):
-    """A Forgeline project: one model, its data, how to train it and how to serve it."""
-
+class _ProjectBase(_Section):
     name: str = Field(
         pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
         description="Model name in the registry and in URLs (lowercase, digits, . _ -).",
     )
-    task: Literal["text-classification"] = Field(description="What the model does.")
+    serve: ServeConfig = ServeConfig()
+    registry: Path = Field(Path("models"), description="Directory of the model registry.")
+    fairness_max_difference: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Warn when a between-group difference (e.g. demographic parity) exceeds this.",
+    )
+
+
+class TextClassificationConfig(_ProjectBase):
+    """Fine-tune a pretrained text encoder to put one label on each text."""
+
+    task: Literal["text-classification"]
     base_model: str = Field(
         "minilm-l6", description="A catalogue name (minilm-l6) or a Hugging Face model directory."
     )
-    data: DataConfig
+    data: TextDataConfig
     training: TrainingConfig = TrainingConfig()
     fallback: FallbackConfig | None = None
-    serve: ServeConfig = ServeConfig()
-    registry: Path = Field(Path("models"), description="Directory of the model registry.")
+
+    @property
+    def base(self) -> str:
+        return self.base_model
+
+
+class GradientBoostingConfig(_Section):
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    max_rounds: int = Field(2000, ge=1, description="Upper bound; early stopping picks fewer.")
+    early_stopping_rounds: int = Field(100, ge=1)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+
+
+class TabularModelConfig(_Section):
+    kind: Literal["lightgbm", "logistic"] = Field(
+        "lightgbm", description="lightgbm (gradient boosting) or logistic (interpretable baseline)."
+    )
+    compare_baseline: bool = Field(
+        True, description="Also train the other kind and compare both in the report."
+    )
+    class_weight: Literal["balanced", "none"] = "balanced"
+    calibration: Literal["auto", "isotonic", "platt", "none"] = Field(
+        "auto", description="auto picks isotonic or Platt by Brier score on validation data."
+    )
+    lightgbm: GradientBoostingConfig = GradientBoostingConfig()
+    seed: int = 42
+
+
+class ScorecardConfig(_Section):
+    """Points scaling: score = offset + factor * ln(odds of the non-event)."""
+
+    base_score: float = Field(600, description="Score at which the good:bad odds are base_odds.")
+    base_odds: float = Field(50, gt=0, description="Good:bad odds at base_score (50 means 50:1).")
+    points_to_double_odds: float = Field(20, gt=0)
+
+
+class DecisionConfig(_Section):
+    threshold: float | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Event probability at or above which the decision is `above`. 'auto' maximises "
+            "TPR - FPR (the KS point) on validation data."
+        ),
+    )
+    above: str = Field("decline", min_length=1)
+    below: str = Field("approve", min_length=1)
+    reason_codes: int = Field(4, ge=0, le=20, description="How many reason codes to return.")
+
+    @model_validator(mode="after")
+    def _threshold_is_a_probability(self) -> DecisionConfig:
+        if isinstance(self.threshold, float) and not 0 < self.threshold < 1:
+            raise ValueError("decision.threshold must be between 0 and 1, or 'auto'")
+        return self
+
+
+class TabularClassificationConfig(_ProjectBase):
+    """Score rows of a table for the chance of an event (e.g. credit default)."""
+
+    task: Literal["tabular-classification"]
+    data: TabularDataConfig
+    model: TabularModelConfig = TabularModelConfig()
+    scorecard: ScorecardConfig = ScorecardConfig()
+    decision: DecisionConfig = DecisionConfig()
+
+    @property
+    def base(self) -> str:
+        return self.model.kind
+
+
+AnyTaskConfig = TextClassificationConfig | TabularClassificationConfig
+"""A Forgeline project: one model, its data, how to train it and how to serve it."""
+
+PROJECT_CONFIG: TypeAdapter[AnyTaskConfig] = TypeAdapter(
+    Annotated[AnyTaskConfig, Field(discriminator="task")]
+)
+"""Validates a whole forgeline.yaml; the ``task`` key selects the schema of the rest."""

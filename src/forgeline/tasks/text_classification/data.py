@@ -6,7 +6,7 @@ from collections import Counter
 
 import pandas as pd
 
-from forgeline.config.load import Project
+from forgeline.config import Project, TextClassificationConfig
 from forgeline.data import Table, fingerprint_files, read_table, stratified_split
 from forgeline.errors import DataError
 from forgeline.tasks.base import DataSplits
@@ -84,7 +84,8 @@ def _leakage_warnings(splits: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def prepare_text_data(project: Project) -> DataSplits:
-    data = project.config.data
+    config = project.config_for(TextClassificationConfig)
+    data = config.data
     files = project.data_files()
     tables = {role: read_table(path) for role, path in files.items()}
     frames = {
@@ -106,7 +107,7 @@ def prepare_text_data(project: Project) -> DataSplits:
     _check_label_counts(splits["train"], str(data.train), data.label_column)
     warnings = _leakage_warnings(splits)
     known = set(splits["train"][LABEL])
-    fallback = project.config.fallback.label if project.config.fallback else None
+    fallback = config.fallback.label if config.fallback else None
     for name in ("validation", "test"):
         unseen = sorted(set(splits[name][LABEL]) - known - {fallback})
         if unseen:

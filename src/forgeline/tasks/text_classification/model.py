@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from forgeline.config.load import Project
+from forgeline.config import Project, TextClassificationConfig
 from forgeline.errors import InputError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
@@ -99,15 +99,16 @@ class TextClassifier:
     def fit(cls, project: Project, data: DataSplits, notify: Notify) -> Self:
         from forgeline.tasks.text_classification.training import train_text_classifier
 
+        config = project.config_for(TextClassificationConfig)
         trained = train_text_classifier(project, data, notify)
         return cls(
             trained.model,
             trained.tokenizer,
             trained.labels,
-            project.config.training.max_length,
+            config.training.max_length,
             Fallback(trained.fallback_label, trained.threshold) if trained.fallback_label else None,
             trained.metrics,
-            project.config.data.text_column,
+            config.data.text_column,
         )
 
     def save(self, directory: Path) -> None:

@@ -31,7 +31,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
-from forgeline.config.load import Project
+from forgeline.config import Project, TextClassificationConfig
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.text_classification.data import LABEL, TEXT
 from forgeline.tasks.text_classification.fallback import (
@@ -128,7 +128,7 @@ def _device(choice: str) -> bool:
 
 
 def train_text_classifier(project: Project, data: DataSplits, notify: Notify) -> TrainedText:
-    config = project.config
+    config = project.config_for(TextClassificationConfig)
     settings = config.training
     set_seed(settings.seed)
     labels = sorted(set(data.train[LABEL]))
