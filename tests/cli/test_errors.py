@@ -62,3 +62,21 @@ def test_init_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     result = run_cli("init", "taken", cwd=tmp_path, check=False)
     assert result.returncode == 2
     assert "directory exists and is not empty" in result.stderr
+
+
+def test_init_rejects_a_bad_name_without_leaving_files(tmp_path: Path) -> None:
+    result = run_cli("init", "Bad Name", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "'Bad Name' is not a valid project name" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_port_out_of_range(tmp_path: Path) -> None:
+    result = run_cli("serve", "--port", "99999", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "Invalid value for '--port'" in result.stderr and "65535" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_flag(tmp_path: Path) -> None:
+    assert run_cli("--version", cwd=tmp_path).stdout.startswith("forgeline 0.")

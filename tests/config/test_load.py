@@ -73,7 +73,9 @@ def test_validation_without_test_is_rejected(tmp_path: Path, labelled_csv: str) 
 def test_fallback_threshold_must_be_a_probability(tmp_path: Path, labelled_csv: str) -> None:
     text = MINIMAL_YAML + "fallback:\n  label: other\n  threshold: 1.5\n"
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
-    with pytest.raises(ConfigError, match=r"fallback\.threshold must be between 0 and 1"):
+    with pytest.raises(
+        ConfigError, match=r"fallback: threshold must be between 0 and 1, or 'auto' \(got 1\.5\)"
+    ):
         load_project(config)
 
 
@@ -87,4 +89,21 @@ def test_bad_model_name_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
         tmp_path, MINIMAL_YAML.replace("demo", "Demo Model"), {"data/train.csv": labelled_csv}
     )
     with pytest.raises(ConfigError, match=r"name: String should match pattern"):
+        load_project(config)
+
+
+def test_union_errors_read_as_one_line(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "fallback:\n  label: other\n  threshold: automatic\n"
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    with pytest.raises(ConfigError) as error:
+        load_project(config)
+    [line] = [row for row in str(error.value).splitlines() if "threshold" in row]
+    assert line.strip().startswith("fallback.threshold: ")
+    assert "'auto'" in line and "'automatic'" in line and "literal[" not in line
+
+
+def test_unsupported_data_file_type(tmp_path: Path) -> None:
+    text = MINIMAL_YAML.replace("train.csv", "train.txt")
+    config = write_project(tmp_path, text, {"data/train.txt": "hello"})
+    with pytest.raises(ConfigError, match=r"data\.train: unsupported file type '\.txt'"):
         load_project(config)

@@ -37,10 +37,13 @@ def test_empty_file(tmp_path: Path) -> None:
         read_table(path)
 
 
-def test_malformed_jsonl_names_file(tmp_path: Path) -> None:
+def test_malformed_jsonl_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    path.write_text('{"text": "a"}\n{not json\n')
-    with pytest.raises(DataError, match=r"d\.jsonl: cannot read as JSONL"):
+    path.write_text('{"text": "a"}\n\n{not json\n')
+    with pytest.raises(DataError, match=r"d\.jsonl, line 3: not valid JSON \(Expecting"):
+        read_table(path)
+    path.write_text('{"text": "a"}\n["a list"]\n')
+    with pytest.raises(DataError, match=r"d\.jsonl, line 2: expected a JSON object"):
         read_table(path)
 
 

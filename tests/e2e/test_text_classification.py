@@ -57,12 +57,16 @@ def test_predict_texts_and_files(trained_project: Path, tmp_path: Path) -> None:
     prediction = json.loads(result.stdout.strip())
     assert prediction["label"] == "lost_card"
     inputs = tmp_path / "in.csv"
-    inputs.write_text("text\nreset my password\nwhen does the branch open\n")
+    inputs.write_text("id,text\n7,reset my password\n9,when does the branch open\n")
     output = tmp_path / "out.jsonl"
     run_cli("predict", "--file", str(inputs), "--output", str(output), cwd=trained_project)
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [row["input"] for row in rows] == ["reset my password", "when does the branch open"]
+    assert [(row["id"], row["text"]) for row in rows] == [
+        ("7", "reset my password"),
+        ("9", "when does the branch open"),
+    ]
     assert [row["label"] for row in rows] == ["reset_password", "opening_hours"]
+    assert [row["fallback"] for row in rows] == [False, False]
 
 
 def test_server_over_http(trained_project: Path) -> None:
@@ -99,7 +103,8 @@ def test_server_over_http(trained_project: Path) -> None:
             content=b"not json",
             headers={"content-type": "application/json"},
         )
-        assert not_json.status_code == 422
+        assert not_json.status_code == 400
+        assert not_json.json()["error"]["code"] == "invalid_json"
 
         assert httpx.get(f"{base}/docs").status_code == 200
         assert "/v1/models/{name}/predict" in httpx.get(f"{base}/openapi.json").json()["paths"]

@@ -98,3 +98,39 @@ def test_openapi_documents_predict(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert "/v1/models/{name}/predict" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_invalid_json_is_400(client: TestClient) -> None:
+    response = client.post(
+        "/v1/models/demo/predict",
+        content=b'{"inputs": [',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_unknown_keys_are_rejected(client: TestClient) -> None:
+    response = client.post("/v1/models/demo/predict", json={"inputs": ["a"], "top_k": 3})
+    assert response.status_code == 422
+    assert "top_k: Extra inputs are not permitted" in response.json()["error"]["message"]
+
+
+def test_chunked_body_over_limit_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"inputs": ["'
+        for _ in range(10):
+            yield b"z" * 1000
+        yield b'"]}'
+
+    response = client.post(
+        "/v1/models/demo/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "max_body_bytes=2048" in response.json()["error"]["message"]
+
+
+def test_unknown_path_uses_the_error_format(client: TestClient) -> None:
+    response = client.get("/v2/nothing")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

@@ -8,6 +8,7 @@ status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from importlib import resources
@@ -19,8 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from forgeline import __version__
 from forgeline.config import PROJECT_CONFIG
 from forgeline.config.load import PROJECT_FILE, Project, load_project
+from forgeline.config.schema import NAME_PATTERN
 from forgeline.errors import ForgelineError, InputError
 
 app = typer.Typer(
@@ -33,6 +36,26 @@ config_app = typer.Typer(help="Inspect and check forgeline.yaml.", no_args_is_he
 models_app = typer.Typer(
     help="List model versions and move the 'latest' pointer.", no_args_is_help=True
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"forgeline {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Forgeline: fine-tune a pretrained model on your data, evaluate it and serve it."""
+
+
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 
@@ -44,7 +67,8 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help=f"Project config (default: ./{PROJECT_FILE})."),
 ]
 VersionOption = Annotated[
-    str, typer.Option("--version", "-v", help="Model version, e.g. v2 (default: latest).")
+    str,
+    typer.Option("--model-version", "-m", help="Model version, e.g. v2 (default: latest)."),
 ]
 TEMPLATES = ("text-classification",)
 
@@ -81,6 +105,11 @@ def init(
         raise ForgelineError(
             f"--template: unknown template '{template}'; choose from {', '.join(TEMPLATES)}"
         )
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ForgelineError(
+            f"'{name}' is not a valid project name: use lowercase letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit"
+        )
     target = directory or Path(name)
     if target.exists() and any(target.iterdir()):
         raise ForgelineError(
@@ -93,7 +122,6 @@ def init(
     config_file.write_text(
         config_file.read_text(encoding="utf-8").replace("__NAME__", name), encoding="utf-8"
     )
-    load_project(config_file)  # the template must produce a valid project
     console.print(f"Created {target}/ from the '{template}' template. Next:")
     console.print(f"  cd {target}\n  forgeline train\n  forgeline evaluate\n  forgeline serve")
 
@@ -147,6 +175,8 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
     project = load_project(config)
     loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
     data = get_task(loaded.version.manifest["task"]).prepare_data(project)
+    for warning in data.warnings:
+        _warn(warning)
     if data.fingerprint["sha256"] != loaded.version.manifest["data_fingerprint"]["sha256"]:
         _warn(
             "the data changed since this model was trained; the test split may differ from "
@@ -188,27 +218,33 @@ def predict(
 ) -> None:
     """Predict with the latest (or a given) model version."""
     from forgeline.data import read_table, write_table
+    from forgeline.data.io import display_path
     from forgeline.registry import ModelRegistry
 
-    if not inputs and file is None:
-        raise InputError("give inputs as arguments or a file with --file")
+    if bool(inputs) == (file is not None):
+        raise InputError("give inputs as arguments or a file with --file (one of the two)")
+    if output is not None and not output.parent.is_dir():
+        raise InputError(f"--output: no such directory '{output.parent}'")
     project = load_project(config, check_files=False)
     loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
     model = loaded.model
-    items: list[Any] = [model.parse_cli_input(text) for text in inputs or []]
-    if file is not None:
-        items += model.inputs_from_table(read_table(file).frame, str(file))
-    model.check_inputs(items)
+    source = read_table(file).frame if file is not None else None
+    if source is not None:
+        items = model.inputs_from_table(source, display_path(file) if file else "")
+    else:
+        items = [model.parse_cli_input(text) for text in inputs or []]
+        model.check_inputs(items)
     predictions = model.predict(items)
     if output is not None:
         import pandas as pd
 
-        rows = [
-            {"input": item, **_flat(p, output.suffix)}
-            for item, p in zip(items, predictions, strict=True)
-        ]
-        write_table(pd.DataFrame(rows), output)
-        console.print(f"Wrote {len(rows)} predictions to {output}")
+        # Keep the input file's columns (ids and all) so results join back to it.
+        given = source if source is not None else pd.DataFrame({"input": items})
+        predicted = pd.DataFrame([_flat(p, output.suffix) for p in predictions])
+        overlap = set(predicted.columns) & set(given.columns)
+        predicted = predicted.rename(columns={c: f"predicted_{c}" for c in overlap})
+        write_table(pd.concat([given.reset_index(drop=True), predicted], axis=1), output)
+        console.print(f"Wrote {len(predictions)} predictions to {output}")
         return
     for item, prediction in zip(items, predictions, strict=True):
         if as_json:
@@ -234,7 +270,9 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface to bind (default: serve.host).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: serve.port).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port (default: serve.port).")
+    ] = None,
 ) -> None:
     """Serve every registered model over HTTP (OpenAPI docs at /docs)."""
     import uvicorn
@@ -249,7 +287,8 @@ def serve(
             f"no trained models in {project.registry_dir}; run `forgeline train` first"
         )
     settings = project.config.serve
-    bind_host, bind_port = host or settings.host, port or settings.port
+    bind_host = host if host is not None else settings.host
+    bind_port = port if port is not None else settings.port
     console.print(
         f"Serving {', '.join(registry.names())} on http://{bind_host}:{bind_port} "
         f"(docs: http://{bind_host}:{bind_port}/docs)"
@@ -267,9 +306,17 @@ def config_schema() -> None:
 
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
-    """Validate forgeline.yaml and check that its data files exist."""
+    """Validate forgeline.yaml and its data, as `forgeline train` does before training."""
+    from forgeline.tasks import get_task
+
     project = load_project(config)
-    console.print(f"{project.config_file}: OK ({project.config.task} '{project.config.name}')")
+    data = get_task(project.config.task).prepare_data(project)
+    for warning in data.warnings:
+        _warn(warning)
+    console.print(
+        f"{project.config_file}: OK ({project.config.task} '{project.config.name}', "
+        f"{len(data.train)} training, {len(data.validation)} validation, {len(data.test)} test rows)"
+    )
 
 
 @models_app.command("list")

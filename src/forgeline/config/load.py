@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from forgeline.config.schema import PROJECT_CONFIG, AnyTaskConfig
+from forgeline.data.io import SUPPORTED_SUFFIXES
 from forgeline.errors import ConfigError
 
 PROJECT_FILE = "forgeline.yaml"
@@ -67,14 +68,23 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _is_union_member(part: int | str) -> bool:
+    """Pydantic names the member of a union it tried (``float``, ``literal['auto']``) in
+    error locations; those are not keys a user wrote."""
+    return isinstance(part, str) and ("[" in part or part in _TYPE_NAMES)
+
+
+_TYPE_NAMES = frozenset({"float", "int", "str", "bool", "list", "dict", "none"})
+
+
 def _format_validation_error(error: ValidationError, source: Path) -> str:
-    lines = [f"{source}: invalid config"]
+    problems: dict[str, list[str]] = {}
     for item in error.errors():
-        # Pydantic puts the union member (the task name) first in locations; drop it.
         loc = tuple(item["loc"])
+        # A discriminated union puts the task name first; drop it and union member names.
         if loc and loc[0] in _TASK_NAMES:
             loc = loc[1:]
-        field = _format_location(loc)
+        field = _format_location(tuple(part for part in loc if not _is_union_member(part)))
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; `forgeline config schema` lists keys)"
@@ -82,13 +92,16 @@ def _format_validation_error(error: ValidationError, source: Path) -> str:
             message = "required key is missing"
         elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
             field, message = "task", f"choose one of {', '.join(sorted(_TASK_NAMES))}"
-        elif message.startswith("Value error, "):
+        else:
             message = message.removeprefix("Value error, ")
-        value = item.get("input")
-        shown = (
-            "" if item["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
-        )
-        lines.append(f"  {field}: {message}{shown}")
+            value = item.get("input")
+            if not isinstance(value, dict | list):
+                message += f" (got {value!r})"
+        problems.setdefault(field, [])
+        if message not in problems[field]:
+            problems[field].append(message)
+    lines = [f"{source}: invalid config"]
+    lines += [f"  {field}: {' or '.join(messages)}" for field, messages in problems.items()]
     return "\n".join(lines)
 
 
@@ -114,7 +127,12 @@ def load_project(config: Path | None = None, *, check_files: bool = True) -> Pro
     project = Project(config=parse_config(raw, path), root=path.parent.resolve(), config_file=path)
     if check_files:
         for field, file in project.data_files().items():
+            shown = project.config.data.files()[field]
             if not file.is_file():
-                shown = project.config.data.files()[field]
                 raise ConfigError(f"{path}: data.{field}: no such file '{shown}'")
+            if file.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise ConfigError(
+                    f"{path}: data.{field}: unsupported file type '{file.suffix}' in '{shown}'; "
+                    f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+                )
     return project

@@ -136,7 +136,7 @@ class FallbackConfig(_Section):
     @model_validator(mode="after")
     def _threshold_is_a_probability(self) -> FallbackConfig:
         if isinstance(self.threshold, float) and not 0 <= self.threshold <= 1:
-            raise ValueError("fallback.threshold must be between 0 and 1, or 'auto'")
+            raise ValueError(f"threshold must be between 0 and 1, or 'auto' (got {self.threshold})")
         return self
 
 
@@ -152,9 +152,12 @@ class ServeConfig(_Section):
     limits: LimitsConfig = LimitsConfig()
 
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
 class _ProjectBase(_Section):
     name: str = Field(
-        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$",
+        pattern=NAME_PATTERN,
         description="Model name in the registry and in URLs (lowercase, digits, . _ -).",
     )
     serve: ServeConfig = ServeConfig()
@@ -230,7 +233,7 @@ class DecisionConfig(_Section):
     @model_validator(mode="after")
     def _threshold_is_a_probability(self) -> DecisionConfig:
         if isinstance(self.threshold, float) and not 0 < self.threshold < 1:
-            raise ValueError("decision.threshold must be between 0 and 1, or 'auto'")
+            raise ValueError(f"threshold must be between 0 and 1, or 'auto' (got {self.threshold})")
         return self
 
 

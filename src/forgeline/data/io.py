@@ -7,6 +7,7 @@ JSONL line number, a Parquet row number).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,26 @@ def _check_suffix(path: Path) -> str:
     return suffix
 
 
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """JSON Lines, parsed line by line so an error names its line (pandas' does not)."""
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"{display_path(path)}, line {number}: not valid JSON ({exc.msg} at column "
+                    f"{exc.colno})"
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError(f"{display_path(path)}, line {number}: expected a JSON object")
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
 def read_table(path: Path) -> Table:
     """Read a data file, keeping every value as written (strings stay strings)."""
     if not path.is_file():
@@ -64,7 +85,7 @@ def read_table(path: Path) -> Table:
             # an empty cell becomes "" and is reported by validation rather than guessed at.
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         elif suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
+            frame = _read_jsonl(path)
         else:
             frame = pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:

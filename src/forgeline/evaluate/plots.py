@@ -67,7 +67,7 @@ def reliability_png(curve: list[tuple[float, float, int]], ece: float) -> bytes:
                 str(count), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=6
             )
     axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1)
+    axes.set_ylim(0, 1.05)
     axes.set_xlabel("confidence (top probability)")
     axes.set_ylabel("accuracy")
     axes.set_title(f"Calibration (ECE {ece:.3f})")

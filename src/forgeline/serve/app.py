@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forgeline import __version__
 from forgeline.config.schema import LimitsConfig
@@ -28,6 +29,8 @@ log = logging.getLogger("forgeline.serve")
 
 
 class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     inputs: list[Any] = Field(
         min_length=1,
         description="The inputs to predict, e.g. texts for a text classifier.",
@@ -39,7 +42,10 @@ class PredictResponse(BaseModel):
     model: str
     version: str
     predictions: list[dict[str, Any]] = Field(
-        description="One per input, in order: label, score (top probability) and probabilities."
+        description=(
+            "One per input, in order. Classifiers give label, score (the probability of label), "
+            "fallback (whether the confidence threshold chose the label) and probabilities."
+        )
     )
 
 
@@ -105,10 +111,21 @@ def create_app(
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            position = errors[0]["loc"][-1]
+            return _error(
+                400, "invalid_json", f"request body is not valid JSON (at character {position})"
+            )
         problems = []
-        for item in exc.errors():
+        for item in errors:
             where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
             problems.append(f"{where}: {item['msg']}")
         return _error(422, "invalid_request", "; ".join(problems))

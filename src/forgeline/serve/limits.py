@@ -1,8 +1,8 @@
 """Request body size limit as ASGI middleware.
 
-Done at the ASGI level, before FastAPI reads the body, so an oversized request is refused
-without being buffered in memory: by its Content-Length when it declares one, and by counting
-bytes as they arrive when it is chunked.
+Done at the ASGI level, before FastAPI reads the body: an oversized request is refused by its
+Content-Length when it declares one, and by counting bytes as they arrive when it is chunked,
+never holding more than the limit in memory.
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -51,26 +47,30 @@ class BodySizeLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 await self._refuse(send)
                 return
+        # Read the (possibly chunked) body up to the limit before the app sees any of it, so an
+        # oversized body is a clean 413 however it is sent; bodies are small, so buffering is ok.
+        chunks: list[bytes] = []
         received = 0
-        response_started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
+            if message["type"] != "http.request":
+                break  # the client went away
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body_bytes:
                 await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.errors import InputError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
@@ -93,6 +94,8 @@ class TextClassifier:
 
     @classmethod
     def prepare_data(cls, project: Project) -> DataSplits:
+        config = project.config_for(TextClassificationConfig)
+        resolve_base_model(config.base_model, project.root)  # fail before any data work
         return prepare_text_data(project)
 
     @classmethod
@@ -174,17 +177,22 @@ class TextClassifier:
         return text
 
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        """Per input: ``label``; ``score``, the model's probability of that label (0 for a
+        fallback label that is not a trained class); ``fallback``, whether the label comes from
+        the confidence threshold rather than the model's top class; all ``probabilities``."""
         probabilities = self.predict_proba(inputs)
-        return [
-            {
-                "label": label,
-                "score": float(row.max()),
-                "probabilities": {
-                    name: round(float(p), 6) for name, p in zip(self._labels, row, strict=True)
-                },
-            }
-            for label, row in zip(self.predicted_labels(probabilities), probabilities, strict=True)
-        ]
+        predictions = []
+        for label, row in zip(self.predicted_labels(probabilities), probabilities, strict=True):
+            by_label = {name: float(p) for name, p in zip(self._labels, row, strict=True)}
+            predictions.append(
+                {
+                    "label": label,
+                    "score": round(by_label.get(label, 0.0), 6),
+                    "fallback": label != self._labels[int(row.argmax())],
+                    "probabilities": {name: round(p, 6) for name, p in by_label.items()},
+                }
+            )
+        return predictions
 
     def evaluate(self, data: pd.DataFrame) -> Evaluation:
         from forgeline.tasks.text_classification.evaluation import evaluate_text_classifier

@@ -195,6 +195,14 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
         started = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - started
+        state = trainer.state
+        if state.epoch is not None and state.epoch < settings.epochs - 1e-6:
+            best_epoch = (state.best_global_step or 0) * settings.epochs / max(state.max_steps, 1)
+            notify(
+                f"stopped early after epoch {state.epoch:.0f} of {settings.epochs:g}: validation "
+                f"macro-F1 did not improve for {settings.early_stopping_patience} epoch(s); "
+                f"keeping epoch {best_epoch:.0f} (macro-F1 {state.best_metric or 0:.4f})"
+            )
     finally:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
