@@ -59,12 +59,15 @@ def plain_trainer_seconds(rows: list[tuple[str, str]], max_length: int) -> float
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
+        PrinterCallback,
         Trainer,
         TrainingArguments,
     )
+    from transformers.utils import logging as hf_logging
 
     from forgeline.base_models import resolve_base_model
 
+    hf_logging.set_verbosity_error()
     base = resolve_base_model("minilm-l6")
     labels = sorted({label for _, label in rows})
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -93,7 +96,9 @@ def plain_trainer_seconds(rows: list[tuple[str, str]], max_length: int) -> float
             use_cpu=True,
         )
         started = time.perf_counter()
-        Trainer(model=model, args=args, train_dataset=Texts()).train()
+        trainer = Trainer(model=model, args=args, train_dataset=Texts())
+        trainer.remove_callback(PrinterCallback)  # no log dictionaries in the table
+        trainer.train()
         return time.perf_counter() - started
 
 
