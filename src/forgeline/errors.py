@@ -24,3 +24,7 @@ class RegistryError(ForgelineError):
 
 class InputError(ForgelineError):
     """A prediction input is invalid (wrong type, too long, too many)."""
+
+
+class NotSupportedError(ForgelineError):
+    """The model's task does not offer this operation (yet)."""

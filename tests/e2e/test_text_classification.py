@@ -106,6 +106,10 @@ def test_server_over_http(trained_project: Path) -> None:
         assert not_json.status_code == 400
         assert not_json.json()["error"]["code"] == "invalid_json"
 
+        not_yet = httpx.post(f"{base}/v1/models/support/explain", json={"inputs": ["hello"]})
+        assert not_yet.status_code == 501
+        assert not_yet.json()["error"]["code"] == "not_supported"
+
         assert httpx.get(f"{base}/docs").status_code == 200
         assert "/v1/models/{name}/predict" in httpx.get(f"{base}/openapi.json").json()["paths"]
 

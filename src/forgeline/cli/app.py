@@ -70,7 +70,7 @@ VersionOption = Annotated[
     str,
     typer.Option("--model-version", "-m", help="Model version, e.g. v2 (default: latest)."),
 ]
-TEMPLATES = ("text-classification",)
+TEMPLATES = ("text-classification", "tabular-classification")
 
 
 def _notify(message: str) -> None:
@@ -183,6 +183,8 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
             "the one held out in training"
         )
     evaluation = loaded.model.evaluate(data.test)
+    for warning in evaluation.warnings:
+        _warn(warning)
     out = loaded.version.evaluation_dir
     out.mkdir(exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2), encoding="utf-8")

@@ -94,7 +94,10 @@ class TabularDataConfig(_DataFiles):
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
     sensitive_as_features: bool = Field(
         False,
-        description="Also use the sensitive columns as model inputs (off: audited, not used).",
+        description=(
+            "Also use the sensitive columns as model inputs (off: audited, not used). The "
+            "numeric column behind a band (age for age_band) is an input either way."
+        ),
     )
 
 

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
@@ -73,3 +74,27 @@ def reliability_png(curve: list[tuple[float, float, int]], ece: float) -> bytes:
     axes.set_title(f"Calibration (ECE {ece:.3f})")
     axes.legend(loc="upper left", fontsize=8)
     return _to_png(figure)
+
+
+def score_distribution_png(
+    scores: NDArray[np.float64], events: NDArray[np.int64], names: tuple[str, str]
+) -> bytes:
+    """Histograms of the score for each class: the further apart, the better the separation."""
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    bins = np.linspace(float(np.min(scores)), float(np.max(scores)), 40).tolist()
+    for value, name in ((0, names[0]), (1, names[1])):
+        axes.hist(scores[events == value], bins=bins, alpha=0.55, density=True, label=name)
+    axes.set_xlabel("score (points)")
+    axes.set_ylabel("density")
+    axes.set_title("Score distribution by class")
+    axes.legend()
+    return _to_png(figure)
+
+
+def contribution_summary_png(values: NDArray[np.float64], features: pd.DataFrame) -> bytes:
+    """SHAP's summary (beeswarm) plot: each dot a row, position its contribution, colour the
+    feature's value."""
+    import shap
+
+    shap.summary_plot(values, features, show=False, max_display=15, plot_size=(7, 5))
+    return _to_png(plt.gcf())

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forgeline import __version__
 from forgeline.config.schema import LimitsConfig
-from forgeline.errors import ForgelineError, InputError
+from forgeline.errors import ForgelineError, InputError, NotSupportedError
 from forgeline.registry import LoadedModel, ModelRegistry
 from forgeline.serve.limits import BodySizeLimit
 
@@ -33,7 +33,9 @@ class PredictRequest(BaseModel):
 
     inputs: list[Any] = Field(
         min_length=1,
-        description="The inputs to predict, e.g. texts for a text classifier.",
+        description=(
+            "The inputs: texts for a text classifier, objects of feature values for a tabular one."
+        ),
         examples=[["I lost my card", "what is my balance"]],
     )
 
@@ -46,6 +48,14 @@ class PredictResponse(BaseModel):
             "One per input, in order. Classifiers give label, score (the probability of label), "
             "fallback (whether the confidence threshold chose the label) and probabilities."
         )
+    )
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    version: str
+    explanations: list[dict[str, Any]] = Field(
+        description="One per input: base value, margin and each feature's contribution to it."
     )
 
 
@@ -176,6 +186,32 @@ def create_app(
         },
     )
     def predict(name: str, request: PredictRequest) -> PredictResponse:
+        loaded = checked(name, request)
+        predictions = loaded.model.predict(request.inputs)
+        return PredictResponse(model=name, version=loaded.version.version, predictions=predictions)
+
+    @app.post(
+        "/v1/models/{name}/explain",
+        tags=["models"],
+        response_model=ExplainResponse,
+        responses={
+            404: {"description": "No such model"},
+            422: {"description": "Invalid inputs"},
+            501: {"description": "The model's task has no explanations yet"},
+        },
+    )
+    def explain(name: str, request: PredictRequest) -> ExplainResponse:
+        loaded = checked(name, request)
+        try:
+            explanations = loaded.model.explain(request.inputs)
+        except NotSupportedError as exc:
+            raise ApiError(501, "not_supported", str(exc)) from None
+        return ExplainResponse(
+            model=name, version=loaded.version.version, explanations=explanations
+        )
+
+    def checked(name: str, request: PredictRequest) -> LoadedModel:
+        """The named model, once the request is within limits and its inputs are valid."""
         loaded = get_model(name)
         if len(request.inputs) > limits.max_inputs_per_request:
             raise ApiError(
@@ -188,7 +224,6 @@ def create_app(
             loaded.model.check_inputs(request.inputs, limits.max_input_chars)
         except InputError as exc:
             raise ApiError(422, "invalid_input", str(exc)) from None
-        predictions = loaded.model.predict(request.inputs)
-        return PredictResponse(model=name, version=loaded.version.version, predictions=predictions)
+        return loaded
 
     return app

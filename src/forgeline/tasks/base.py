@@ -51,6 +51,7 @@ class Evaluation:
     metrics: dict[str, Any]
     summary: list[tuple[str, str]]
     sections: list[ReportSection]
+    warnings: list[str] = field(default_factory=list)
 
 
 class Task(Protocol):
@@ -101,6 +102,11 @@ class Task(Protocol):
 
     def parse_cli_input(self, text: str) -> Any:
         """Turn one command-line argument into a prediction input."""
+        ...
+
+    def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        """Per input, how much each feature pushed the prediction; raises
+        :class:`forgeline.errors.NotSupportedError` where a task has no explanations yet."""
         ...
 
     def evaluate(self, data: pd.DataFrame) -> Evaluation:

@@ -84,3 +84,13 @@ def test_custom_columns(tmp_path: Path) -> None:
     )
     assert set(splits.train.columns) == {"text", "label"}
     assert set(splits.train["label"]) == {"x", "y"}
+
+
+def test_sensitive_columns_are_kept_for_the_audit(tmp_path: Path) -> None:
+    csv = "text,label,region\n" + "".join(
+        f"msg {i},{'ab'[i % 2]},{'ns'[i % 3 == 0]}\n" for i in range(40)
+    )
+    splits = _prepare(tmp_path, csv, "  sensitive: [region]\n")
+    assert list(splits.test.columns) == ["text", "label", "region"]
+    with pytest.raises(DataError, match=r"column 'gender' not found"):
+        _prepare(tmp_path, csv, "  sensitive: [gender]\n")

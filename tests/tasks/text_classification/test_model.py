@@ -40,3 +40,26 @@ def test_inputs_from_table_names_the_bad_row(untrained_classifier: TextClassifie
         untrained_classifier.inputs_from_table(frame, "in.csv")
     with pytest.raises(InputError, match=r"no 'text' column to predict on; columns are 'body'"):
         untrained_classifier.inputs_from_table(pd.DataFrame({"body": ["x"]}), "in.csv")
+
+
+def test_evaluation_audits_sensitive_groups(untrained_classifier: TextClassifier) -> None:
+    from forgeline.config.schema import BandConfig
+    from forgeline.tasks.text_classification.model import FairnessAudit
+
+    data = pd.DataFrame(
+        {
+            "text": ["refund please", "where is my parcel", "reset my password", "refund now"],
+            "label": ["refund", "shipping", "account", "refund"],
+            "age": ["22", "41", "67", "35"],
+        }
+    )
+    untrained_classifier.audit = FairnessAudit(
+        ["age_band"], {"age_band": BandConfig(column="age", edges=[30, 60])}, 0.1
+    )
+    try:
+        evaluation = untrained_classifier.evaluate(data)
+    finally:
+        untrained_classifier.audit = None
+    by_group = evaluation.metrics["fairness"]["age_band"]["by_group"]
+    assert {row["group"]: row["count"] for row in by_group} == {"<30": 1, "30-60": 2, ">=60": 1}
+    assert any(section.title == "Fairness" for section in evaluation.sections)

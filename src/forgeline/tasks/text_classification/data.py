@@ -7,6 +7,7 @@ from collections import Counter
 import pandas as pd
 
 from forgeline.config import Project, TextClassificationConfig
+from forgeline.config.schema import TextDataConfig
 from forgeline.data import Table, fingerprint_files, read_table, stratified_split
 from forgeline.errors import DataError
 from forgeline.tasks.base import DataSplits
@@ -23,9 +24,12 @@ def _cell_to_text(value: object) -> str | None:
     return str(value)
 
 
-def _read_labelled(table: Table, text_column: str, label_column: str) -> pd.DataFrame:
+def _read_labelled(
+    table: Table, text_column: str, label_column: str, kept: list[str]
+) -> pd.DataFrame:
+    """Texts and labels, plus the ``kept`` columns (sensitive attributes for the audit)."""
     frame = table.frame
-    missing_columns = [c for c in (text_column, label_column) if c not in frame.columns]
+    missing_columns = [c for c in (text_column, label_column, *kept) if c not in frame.columns]
     if missing_columns:
         raise DataError(
             f"{table.source}: column {', '.join(repr(c) for c in missing_columns)} not found; "
@@ -54,7 +58,10 @@ def _read_labelled(table: Table, text_column: str, label_column: str) -> pd.Data
             f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         )
         raise DataError(f"{len(problems)} invalid row(s):\n  " + "\n  ".join(shown) + more)
-    return pd.DataFrame({TEXT: texts, LABEL: labels})
+    labelled = pd.DataFrame({TEXT: texts, LABEL: labels})
+    for column in kept:
+        labelled[column] = frame[column].to_numpy()
+    return labelled
 
 
 def _check_label_counts(train: pd.DataFrame, source: str, label_column: str) -> None:
@@ -83,13 +90,19 @@ def _leakage_warnings(splits: dict[str, pd.DataFrame]) -> list[str]:
     return warnings
 
 
+def audited_columns(data: TextDataConfig) -> list[str]:
+    """The columns the fairness audit needs: sensitive ones and those behind bands."""
+    named = [data.bands[s].column if s in data.bands else s for s in data.sensitive]
+    return list(dict.fromkeys(named))
+
+
 def prepare_text_data(project: Project) -> DataSplits:
     config = project.config_for(TextClassificationConfig)
     data = config.data
     files = project.data_files()
     tables = {role: read_table(path) for role, path in files.items()}
     frames = {
-        role: _read_labelled(table, data.text_column, data.label_column)
+        role: _read_labelled(table, data.text_column, data.label_column, audited_columns(data))
         for role, table in tables.items()
     }
     if "validation" in frames:

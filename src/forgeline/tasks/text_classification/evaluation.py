@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from forgeline.evaluate.fairness import multiclass_fairness, sensitive_groups
 from forgeline.evaluate.metrics import classification_metrics
 from forgeline.evaluate.plots import confusion_matrix_png, reliability_png
 from forgeline.tasks.base import Evaluation, ReportSection
@@ -103,4 +104,29 @@ def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evalu
                 ],
             ),
         )
-    return Evaluation(metrics=metrics, summary=summary, sections=sections)
+    warnings: list[str] = []
+    if model.audit is not None:
+        groups = sensitive_groups(data, model.audit.sensitive, model.audit.bands)
+        audited = multiclass_fairness(truth, predicted, groups)
+        metrics["fairness"] = {a.attribute: a.to_json() for a in audited}
+        warnings = [w for a in audited for w in a.exceeds(model.audit.max_difference)]
+        tables = []
+        for result in audited:
+            table = result.by_group.copy()
+            table.insert(0, "attribute", result.attribute)
+            tables.append(table)
+            summary.append(
+                (f"{result.attribute} accuracy gap", f"{result.accuracy_difference:.3f}")
+            )
+        sections.append(
+            ReportSection(
+                title="Fairness",
+                paragraphs=[
+                    "Accuracy and macro-F1 per group; gaps above "
+                    f"{model.audit.max_difference:.2f} are flagged.",
+                    *(f"Warning: {w}" for w in warnings),
+                ],
+                tables=tables,
+            )
+        )
+    return Evaluation(metrics=metrics, summary=summary, sections=sections, warnings=warnings)

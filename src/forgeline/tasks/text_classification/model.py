@@ -17,7 +17,8 @@ from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
-from forgeline.errors import InputError
+from forgeline.config.schema import BandConfig
+from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
 from forgeline.tasks.text_classification.fallback import apply_threshold
@@ -33,6 +34,27 @@ PREDICT_BATCH_SIZE = 64
 class Fallback:
     label: str
     threshold: float
+
+
+@dataclass(frozen=True)
+class FairnessAudit:
+    """Which columns of the evaluation data to audit, and the bound on between-group gaps."""
+
+    sensitive: list[str]
+    bands: dict[str, BandConfig]
+    max_difference: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sensitive": self.sensitive,
+            "bands": {name: band.model_dump() for name, band in self.bands.items()},
+            "max_difference": self.max_difference,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FairnessAudit:
+        bands = {name: BandConfig(**band) for name, band in data["bands"].items()}
+        return cls(data["sensitive"], bands, data["max_difference"])
 
 
 def class_probabilities(
@@ -72,6 +94,7 @@ class TextClassifier:
         fallback: Fallback | None,
         training_metrics: dict[str, Any] | None = None,
         text_column: str = TEXT,
+        audit: FairnessAudit | None = None,
     ) -> None:
         model.eval()  # inference only: no dropout
         self._model = model
@@ -81,6 +104,7 @@ class TextClassifier:
         self.fallback = fallback
         self._training_metrics = training_metrics or {}
         self._text_column = text_column
+        self.audit = audit
 
     # -- the Task interface ------------------------------------------------------------------
 
@@ -112,6 +136,11 @@ class TextClassifier:
             Fallback(trained.fallback_label, trained.threshold) if trained.fallback_label else None,
             trained.metrics,
             config.data.text_column,
+            FairnessAudit(
+                list(config.data.sensitive), dict(config.data.bands), config.fairness_max_difference
+            )
+            if config.data.sensitive
+            else None,
         )
 
     def save(self, directory: Path) -> None:
@@ -121,6 +150,7 @@ class TextClassifier:
             "labels": self._labels,
             "max_length": self._max_length,
             "text_column": self._text_column,
+            "fairness": None if self.audit is None else self.audit.to_json(),
             "fallback": None
             if self.fallback is None
             else {"label": self.fallback.label, "threshold": self.fallback.threshold},
@@ -144,6 +174,7 @@ class TextClassifier:
             Fallback(fallback["label"], fallback["threshold"]) if fallback else None,
             metrics,
             settings.get("text_column", TEXT),
+            FairnessAudit.from_json(settings["fairness"]) if settings.get("fairness") else None,
         )
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
@@ -193,6 +224,11 @@ class TextClassifier:
                 }
             )
         return predictions
+
+    def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        raise NotSupportedError(
+            "explanations of text classifiers (token attributions) are not available yet"
+        )
 
     def evaluate(self, data: pd.DataFrame) -> Evaluation:
         from forgeline.tasks.text_classification.evaluation import evaluate_text_classifier

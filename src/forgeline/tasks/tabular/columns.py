@@ -1,0 +1,101 @@
+"""Column kinds, inferred from the data and overridable in config, and the input schema.
+
+Values are read as text and parsed here, so spreadsheet-style numbers (``5.00E+05``), blanks and
+``NA`` are handled the same way for CSV, JSONL and Parquet. The schema inferred at training time
+is stored with the model and enforced on every prediction input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from forgeline.data.values import is_missing, parse_boolean, parse_number
+from forgeline.errors import InputError
+
+Kind = Literal["numeric", "categorical", "boolean"]
+_ID_NAME = re.compile(r"(^|_)(id|uuid|key)$|^id_", re.IGNORECASE)
+MIN_ROWS_FOR_ID_CHECK = 20
+
+
+def infer_kind(values: pd.Series) -> Kind:
+    present = [v for v in values if not is_missing(v)]
+    if present and all(parse_boolean(v) is not None for v in present):
+        return "boolean"
+    if present and all(parse_number(v) is not None for v in present):
+        return "numeric"
+    return "categorical"
+
+
+def looks_like_id(name: str, values: pd.Series) -> bool:
+    """An identifier: named like one, or unique per row and not a measurement."""
+    if _ID_NAME.search(name):
+        return True
+    present = [v for v in values if not is_missing(v)]
+    if len(present) < MIN_ROWS_FOR_ID_CHECK or len(set(map(str, present))) < len(present):
+        return False
+    numbers = [parse_number(v) for v in present]
+    if all(n is not None for n in numbers):
+        # Unique integers are identifiers; unique real numbers may be amounts.
+        return all(float(n).is_integer() for n in numbers if n is not None)
+    return True  # unique free text per row, e.g. a customer reference
+
+
+@dataclass
+class Column:
+    name: str
+    kind: Kind
+    categories: list[str] = field(default_factory=list)
+    """Categorical levels seen in training, in a fixed order (the model's codes)."""
+    median: float = 0.0
+    """Numeric fill value for models that cannot take missing values (logistic)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def convert(column: Column, values: pd.Series) -> pd.Series:
+    """Training-time conversion of a column to floats (numeric, boolean) or category codes."""
+    if column.kind == "numeric":
+        return pd.Series(
+            [math.nan if is_missing(v) else parse_number(v) for v in values], dtype=float
+        )
+    if column.kind == "boolean":
+        parsed = [None if is_missing(v) else parse_boolean(v) for v in values]
+        return pd.Series([math.nan if p is None else float(p) for p in parsed], dtype=float)
+    codes = {category: i for i, category in enumerate(column.categories)}
+    return pd.Series(
+        [math.nan if is_missing(v) else codes.get(str(v).strip(), math.nan) for v in values],
+        dtype=float,
+    )
+
+
+def check_input_row(index: int, row: Any, columns: list[Column]) -> None:
+    """Reject a prediction input that does not match the training schema, naming the field."""
+    if not isinstance(row, dict):
+        raise InputError(
+            f"inputs[{index}]: expected an object of feature values, got {type(row).__name__}"
+        )
+    expected = {c.name: c for c in columns}
+    missing = [name for name in expected if name not in row]
+    if missing:
+        raise InputError(f"inputs[{index}].{missing[0]}: required field is missing")
+    extra = [name for name in row if name not in expected]
+    if extra:
+        raise InputError(
+            f"inputs[{index}].{extra[0]}: unknown field; expected fields are {', '.join(expected)}"
+        )
+    for name, value in row.items():
+        column = expected[name]
+        if value is None:
+            continue  # missing values are allowed; the models handle them
+        if column.kind == "numeric" and (isinstance(value, bool) or parse_number(value) is None):
+            raise InputError(f"inputs[{index}].{name}: expected a number, got {value!r}")
+        if column.kind == "boolean" and parse_boolean(value) is None:
+            raise InputError(f"inputs[{index}].{name}: expected true or false, got {value!r}")
+        if column.kind == "categorical" and not isinstance(value, str | int | float):
+            raise InputError(f"inputs[{index}].{name}: expected a category name, got {value!r}")

@@ -1,0 +1,188 @@
+"""Reading and validating a table for binary classification: target, column kinds, bands."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from forgeline.config import Project, TabularClassificationConfig
+from forgeline.config.schema import TabularDataConfig
+from forgeline.data import Table, fingerprint_files, read_table, stratified_split
+from forgeline.data.values import is_missing, parse_boolean, parse_number
+from forgeline.errors import DataError
+from forgeline.tasks.base import DataSplits
+from forgeline.tasks.tabular.columns import Column, infer_kind, looks_like_id
+
+EVENT = "__event__"
+"""The target as 1 (the event, e.g. default) or 0, in every prepared split."""
+KNOWN_EVENTS = {"1": "0", "1.0": "0.0", "yes": "no", "true": "false", "bad": "good", "y": "n"}
+RARE_EVENT_SHARE = 0.05
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Features:
+    columns: list[Column]
+    notices: list[str]
+
+
+def _event_value(values: list[str], data: TabularDataConfig, where: str) -> str:
+    distinct = sorted(set(values))
+    if data.positive is not None:
+        if data.positive not in distinct:
+            raise DataError(
+                f"{where}: data.positive is '{data.positive}' but the target has "
+                f"{', '.join(map(repr, distinct))}"
+            )
+        if len(distinct) > 2:
+            raise DataError(f"{where}: binary target needed, found {len(distinct)} values")
+        return data.positive
+    if len(distinct) != 2:
+        raise DataError(
+            f"{where}: a binary target needs exactly 2 values, found {len(distinct)}: "
+            f"{', '.join(map(repr, distinct[:_MAX_LISTED]))}"
+        )
+    lowered = {v.lower(): v for v in distinct}
+    for event, other in KNOWN_EVENTS.items():
+        if set(lowered) == {event, other}:
+            return lowered[event]
+    raise DataError(
+        f"{where}: cannot tell which of {distinct[0]!r} and {distinct[1]!r} is the event; "
+        "set data.positive"
+    )
+
+
+def _with_event(
+    table: Table, data: TabularDataConfig, event: str | None
+) -> tuple[pd.DataFrame, str]:
+    frame = table.frame
+    if data.target not in frame.columns:
+        raise DataError(
+            f"{table.source}: target column '{data.target}' not found; the file has columns "
+            f"{', '.join(map(repr, frame.columns))}"
+        )
+    raw = [None if is_missing(v) else str(v).strip() for v in frame[data.target]]
+    missing = [table.where(i, data.target) for i, v in enumerate(raw) if v is None]
+    if missing:
+        more = f" (and {len(missing) - _MAX_LISTED} more)" if len(missing) > _MAX_LISTED else ""
+        raise DataError("missing target value at " + "; ".join(missing[:_MAX_LISTED]) + more)
+    values = [v for v in raw if v is not None]
+    event = event or _event_value(values, data, f"{table.source}, column '{data.target}'")
+    unknown = sorted(set(values) - {event} - set(_other_values(values, event)))
+    if unknown:
+        raise DataError(f"{table.source}, column '{data.target}': unexpected value {unknown[0]!r}")
+    prepared = frame.drop(columns=[data.target]).copy()
+    prepared[EVENT] = [int(v == event) for v in values]
+    return prepared, event
+
+
+def _other_values(values: list[str], event: str) -> list[str]:
+    return [v for v in set(values) if v != event]
+
+
+def _check_named_columns(columns: list[str], data: TabularDataConfig, source: str) -> None:
+    named = {
+        **{c: "data.columns" for c in data.columns},
+        **{c: "data.drop" for c in data.drop},
+        **{c: "data.sensitive" for c in data.sensitive if c not in data.bands},
+        **{b.column: f"data.bands.{n}.column" for n, b in data.bands.items()},
+    }
+    for column, field in named.items():
+        if column not in columns:
+            raise DataError(
+                f"{field}: no column '{column}' in {source}; columns are {', '.join(map(repr, columns))}"
+            )
+
+
+def select_features(table: Table, data: TabularDataConfig) -> Features:
+    """Infer (or take from config) each feature column's kind; drop ids and excluded columns."""
+    frame = table.frame
+    excluded = set(data.drop) | {EVENT, data.target}
+    if not data.sensitive_as_features:
+        # A banded column (age -> age_band) stays a feature: the band exists for the audit.
+        excluded |= {c for c in data.sensitive if c not in data.bands}
+    notices: list[str] = []
+    columns: list[Column] = []
+    for name in frame.columns:
+        if name in excluded:
+            continue
+        values = frame[name]
+        if name not in data.columns and looks_like_id(name, values):
+            notices.append(f"column '{name}' looks like an identifier and is not used as a feature")
+            continue
+        kind = data.columns.get(name) or infer_kind(values)
+        column = Column(name=name, kind=kind)
+        for position, value in enumerate(values):
+            if is_missing(value):
+                continue
+            if kind == "numeric" and parse_number(value) is None:
+                raise DataError(f"{table.where(position, name)}: {value!r} is not a number")
+            if kind == "boolean" and parse_boolean(value) is None:
+                raise DataError(f"{table.where(position, name)}: {value!r} is not true/false")
+        if kind == "categorical":
+            column.categories = sorted({str(v).strip() for v in values if not is_missing(v)})
+        elif kind == "numeric":
+            numbers = [parse_number(v) for v in values if not is_missing(v)]
+            present = [n for n in numbers if n is not None]
+            column.median = float(pd.Series(present).median()) if present else 0.0
+            if math.isnan(column.median):
+                column.median = 0.0
+        columns.append(column)
+    if not columns:
+        raise DataError(
+            f"{table.source}: no feature columns left after dropping ids and excluded columns"
+        )
+    return Features(columns, notices)
+
+
+def prepare_tabular_data(project: Project) -> DataSplits:
+    config = project.config_for(TabularClassificationConfig)
+    data = config.data
+    files = project.data_files()
+    tables = {role: read_table(path) for role, path in files.items()}
+    for table in tables.values():
+        _check_named_columns(list(table.frame.columns), data, str(table.source))
+    train_frame, event = _with_event(tables["train"], data, None)
+    frames = {"train": train_frame}
+    for role in ("validation", "test"):
+        if role in tables:
+            frames[role], _ = _with_event(tables[role], data, event)
+    features = select_features(Table(train_frame, tables["train"].source), data)
+    if "validation" not in frames:
+        whole = frames["train"]
+        train, validation, test = stratified_split(
+            whole[EVENT].tolist(), data.split.validation, data.split.test, data.split.seed
+        )
+        frames = {
+            "train": whole.iloc[train].reset_index(drop=True),
+            "validation": whole.iloc[validation].reset_index(drop=True),
+            "test": whole.iloc[test].reset_index(drop=True),
+        }
+    warnings = list(features.notices)
+    share = float(frames["train"][EVENT].mean())
+    warnings.append(
+        f"target '{data.target}': event '{event}' in {share:.1%} of training rows"
+        + (
+            " (rare: class weights and PR-AUC matter more than accuracy)"
+            if share < RARE_EVENT_SHARE
+            else ""
+        )
+    )
+    settings = f"{data.model_dump_json()}"
+    return DataSplits(
+        train=frames["train"],
+        validation=frames["validation"],
+        test=frames["test"],
+        fingerprint=fingerprint_files(files, settings),
+        warnings=warnings,
+    )
+
+
+def event_value(project: Project) -> str:
+    """The target value that is the event, for the model card and predictions."""
+    config = project.config_for(TabularClassificationConfig)
+    table = read_table(project.data_files()["train"])
+    values = [str(v).strip() for v in table.frame[config.data.target] if not is_missing(v)]
+    return _event_value(values, config.data, str(table.source))

@@ -1,0 +1,380 @@
+"""The tabular classifier: calibrated event probability, scorecard points, a decision and
+reason codes per row, behind the same Task interface as every other task."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from forgeline.config import Project, TabularClassificationConfig
+from forgeline.config.schema import BandConfig, ScorecardConfig
+from forgeline.data import Table
+from forgeline.errors import InputError
+from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.tabular.calibration import Calibrator, brier, choose_calibrator
+from forgeline.tasks.tabular.columns import Column, check_input_row, convert
+from forgeline.tasks.tabular.data import EVENT, event_value, prepare_tabular_data, select_features
+from forgeline.tasks.tabular.estimators import Estimator, GradientBoosting, Logistic, Matrix
+from forgeline.tasks.tabular.scorecard import points
+
+SETTINGS_FILE = "tabular.json"
+
+
+@dataclass
+class TabularSettings:
+    """Everything besides the fitted estimators that prediction and evaluation need."""
+
+    columns: list[Column]
+    target: str
+    event: str
+    non_event: str
+    threshold: float
+    above: str
+    below: str
+    reason_codes: int
+    scorecard: ScorecardConfig
+    sensitive: list[str]
+    bands: dict[str, BandConfig]
+    fairness_max_difference: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "columns": [c.to_json() for c in self.columns],
+            "target": self.target,
+            "event": self.event,
+            "non_event": self.non_event,
+            "threshold": self.threshold,
+            "above": self.above,
+            "below": self.below,
+            "reason_codes": self.reason_codes,
+            "scorecard": self.scorecard.model_dump(),
+            "sensitive": self.sensitive,
+            "bands": {k: v.model_dump() for k, v in self.bands.items()},
+            "fairness_max_difference": self.fairness_max_difference,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TabularSettings:
+        return cls(
+            columns=[Column(**c) for c in data["columns"]],
+            target=data["target"],
+            event=data["event"],
+            non_event=data["non_event"],
+            threshold=data["threshold"],
+            above=data["above"],
+            below=data["below"],
+            reason_codes=data["reason_codes"],
+            scorecard=ScorecardConfig(**data["scorecard"]),
+            sensitive=data["sensitive"],
+            bands={k: BandConfig(**v) for k, v in data["bands"].items()},
+            fairness_max_difference=data["fairness_max_difference"],
+        )
+
+
+@dataclass
+class Scorer:
+    """A fitted estimator with its calibrator."""
+
+    estimator: Estimator
+    calibrator: Calibrator
+
+    def probability(self, features: Matrix) -> NDArray[np.float64]:
+        return self.calibrator.probability(self.estimator.margin(features))
+
+
+def ks_statistic(
+    events: NDArray[np.int64], probability: NDArray[np.float64]
+) -> tuple[float, float]:
+    """(KS, threshold): the largest TPR - FPR gap and the probability where it occurs."""
+    fpr, tpr, thresholds = roc_curve(events, probability)
+    best = int(np.argmax(tpr - fpr))
+    return float(tpr[best] - fpr[best]), float(min(thresholds[best], 1.0))
+
+
+def _fit_estimator(
+    kind: str,
+    columns: list[Column],
+    train: tuple[Matrix, NDArray[np.int64]],
+    validation: tuple[Matrix, NDArray[np.int64]],
+    config: TabularClassificationConfig,
+) -> Estimator:
+    if kind == "lightgbm":
+        return GradientBoosting.fit(columns, train, validation, config.model)
+    return Logistic.fit(columns, train, config.model)
+
+
+def _load_estimator(kind: str, directory: Path, stem: str, columns: list[Column]) -> Estimator:
+    if kind == "lightgbm":
+        return GradientBoosting.load(directory, stem)
+    return Logistic.load(directory, stem, columns)
+
+
+class TabularClassifier:
+    """Rows in, event probability out: ``fit``, ``predict``, ``explain``, ``evaluate``."""
+
+    name: ClassVar[str] = "tabular-classification"
+    input_type: ClassVar[Any] = dict[str, Any]
+
+    def __init__(
+        self,
+        settings: TabularSettings,
+        main: Scorer,
+        baseline: Scorer | None,
+        training_metrics: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.main = main
+        self.baseline = baseline
+        self._training_metrics = training_metrics or {}
+
+    # -- the Task interface ------------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.settings.non_event, self.settings.event]
+
+    @property
+    def training_metrics(self) -> dict[str, Any]:
+        return dict(self._training_metrics)
+
+    @classmethod
+    def prepare_data(cls, project: Project) -> DataSplits:
+        return prepare_tabular_data(project)
+
+    @classmethod
+    def fit(cls, project: Project, data: DataSplits, notify: Notify) -> Self:
+        config = project.config_for(TabularClassificationConfig)
+        columns = select_features(
+            Table(data.train, project.data_files()["train"]), config.data
+        ).columns
+        train = (features_matrix(data.train, columns), data.train[EVENT].to_numpy())
+        validation = (features_matrix(data.validation, columns), data.validation[EVENT].to_numpy())
+        kinds = [config.model.kind]
+        if config.model.compare_baseline:
+            kinds.append("logistic" if config.model.kind == "lightgbm" else "lightgbm")
+        scorers: list[Scorer] = []
+        metrics: dict[str, Any] = {"train_examples": len(data.train)}
+        for kind in kinds:
+            started = time.perf_counter()
+            estimator = _fit_estimator(kind, columns, train, validation, config)
+            calibrator, brier_by_method = choose_calibrator(
+                config.model.calibration,
+                estimator.margin(validation[0]),
+                validation[1],
+                config.model.seed,
+            )
+            scorer = Scorer(estimator, calibrator)
+            probability = scorer.probability(validation[0])
+            ks, _ = ks_statistic(validation[1], probability)
+            metrics[f"{kind}_train_seconds"] = round(time.perf_counter() - started, 2)
+            metrics[f"{kind}_validation_roc_auc"] = float(roc_auc_score(validation[1], probability))
+            metrics[f"{kind}_validation_ks"] = ks
+            metrics[f"{kind}_validation_brier"] = brier(probability, validation[1])
+            metrics[f"{kind}_calibration"] = calibrator.method
+            notify(
+                f"{kind}: validation ROC-AUC {metrics[f'{kind}_validation_roc_auc']:.4f}, KS {ks:.4f}, "
+                f"calibrated with {calibrator.method}"
+                + (
+                    " (cross-fitted Brier "
+                    + ", ".join(f"{m} {b:.4f}" for m, b in brier_by_method.items())
+                    + ")"
+                    if brier_by_method
+                    else ""
+                )
+            )
+            scorers.append(scorer)
+        main_probability = scorers[0].probability(validation[0])
+        if config.decision.threshold == "auto":
+            _, threshold = ks_statistic(validation[1], main_probability)
+        else:
+            threshold = float(config.decision.threshold)
+        metrics["decision_threshold"] = threshold
+        event = event_value(project)
+        settings = TabularSettings(
+            columns=columns,
+            target=config.data.target,
+            event=event,
+            non_event=_non_event_value(project, event),
+            threshold=threshold,
+            above=config.decision.above,
+            below=config.decision.below,
+            reason_codes=config.decision.reason_codes,
+            scorecard=config.scorecard,
+            sensitive=list(config.data.sensitive),
+            bands=dict(config.data.bands),
+            fairness_max_difference=config.fairness_max_difference,
+        )
+        return cls(settings, scorers[0], scorers[1] if len(scorers) > 1 else None, metrics)
+
+    def save(self, directory: Path) -> None:
+        self.main.estimator.save(directory, "model")
+        if self.baseline is not None:
+            self.baseline.estimator.save(directory, "baseline")
+        payload = {
+            "settings": self.settings.to_json(),
+            "model": {
+                "kind": self.main.estimator.kind,
+                "calibrator": self.main.calibrator.to_json(),
+            },
+            "baseline": None
+            if self.baseline is None
+            else {
+                "kind": self.baseline.estimator.kind,
+                "calibrator": self.baseline.calibrator.to_json(),
+            },
+        }
+        (directory / SETTINGS_FILE).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        payload = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
+        settings = TabularSettings.from_json(payload["settings"])
+
+        def scorer(part: dict[str, Any], stem: str) -> Scorer:
+            estimator = _load_estimator(part["kind"], directory, stem, settings.columns)
+            return Scorer(estimator, Calibrator.from_json(part["calibrator"]))
+
+        metrics_file = directory / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        baseline = payload["baseline"]
+        return cls(
+            settings,
+            scorer(payload["model"], "model"),
+            scorer(baseline, "baseline") if baseline else None,
+            metrics,
+        )
+
+    def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
+        for index, row in enumerate(inputs):
+            check_input_row(index, row, self.settings.columns)
+            if max_input_chars is not None:
+                for name, value in row.items():
+                    if isinstance(value, str) and len(value) > max_input_chars:
+                        raise InputError(
+                            f"inputs[{index}].{name}: {len(value)} characters is over the limit "
+                            f"max_input_chars={max_input_chars}"
+                        )
+
+    def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
+        names = [c.name for c in self.settings.columns]
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise InputError(f"{source}: missing feature column(s) {', '.join(map(repr, missing))}")
+        rows = (
+            frame[names].astype(object).where(frame[names].notna(), None).to_dict(orient="records")
+        )
+        for position, row in enumerate(rows):
+            try:
+                check_input_row(position, row, self.settings.columns)
+            except InputError as exc:
+                detail = str(exc).split(": ", 1)[-1]
+                field = str(exc).split(": ", 1)[0].split(".", 1)[-1]
+                raise InputError(
+                    f"{source}, row {position + 1}, column '{field}': {detail}"
+                ) from None
+        return rows
+
+    def parse_cli_input(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"expected a JSON object of feature values, e.g. '{{\"age\": 30}}': {exc.msg}"
+            ) from None
+
+    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])
+        features = features_matrix(frame, self.settings.columns)
+        probability = self.main.probability(features)
+        scores = points(probability, self.settings.scorecard)
+        contributions, _ = self.main.estimator.contributions(features)
+        predictions = []
+        for row, p in enumerate(probability):
+            predictions.append(
+                {
+                    "label": self.settings.event
+                    if p >= self.settings.threshold
+                    else self.settings.non_event,
+                    "probability": round(float(p), 6),
+                    "score": round(float(scores[row]), 1),
+                    "decision": self.settings.above
+                    if p >= self.settings.threshold
+                    else self.settings.below,
+                    "reason_codes": self._reason_codes(inputs[row], contributions[row]),
+                }
+            )
+        return predictions
+
+    def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
+        frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])
+        features = features_matrix(frame, self.settings.columns)
+        contributions, base = self.main.estimator.contributions(features)
+        margin = self.main.estimator.margin(features)
+        return [
+            {
+                "base_value": round(float(base[row]), 6),
+                "margin": round(float(margin[row]), 6),
+                "probability": round(
+                    float(self.main.calibrator.probability(margin[row : row + 1])[0]), 6
+                ),
+                "contributions": {
+                    c.name: round(float(v), 6)
+                    for c, v in zip(self.settings.columns, contributions[row], strict=True)
+                },
+            }
+            for row in range(len(frame))
+        ]
+
+    def evaluate(self, data: pd.DataFrame) -> Evaluation:
+        from forgeline.tasks.tabular.evaluation import evaluate_tabular
+
+        return evaluate_tabular(self, data)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _reason_codes(
+        self, row: dict[str, Any], contributions: NDArray[np.float64]
+    ) -> list[dict[str, Any]]:
+        """The features that pushed this row's risk up most, with their values."""
+        order = np.argsort(-contributions)
+        reasons = []
+        for index in order[: self.settings.reason_codes]:
+            if contributions[index] <= 0:
+                break
+            name = self.settings.columns[index].name
+            reasons.append(
+                {
+                    "feature": name,
+                    "value": row.get(name),
+                    "contribution": round(float(contributions[index]), 4),
+                }
+            )
+        return reasons
+
+
+def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> Matrix:
+    """The model's input matrix: floats, NaN for missing, category codes for categories."""
+    if len(frame) == 0:
+        return np.zeros((0, len(columns)))
+    return np.column_stack(
+        [convert(c, frame[c.name].reset_index(drop=True)).to_numpy() for c in columns]
+    )
+
+
+def _non_event_value(project: Project, event: str) -> str:
+    from forgeline.data import read_table
+    from forgeline.data.values import is_missing
+
+    config = project.config_for(TabularClassificationConfig)
+    values = read_table(project.data_files()["train"]).frame[config.data.target]
+    others = sorted({str(v).strip() for v in values if not is_missing(v)} - {event})
+    return others[0] if others else f"not {event}"

@@ -1,0 +1,74 @@
+import pandas as pd
+import pytest
+
+from forgeline.data.values import parse_number
+from forgeline.errors import InputError
+from forgeline.tasks.tabular.columns import Column, check_input_row, infer_kind, looks_like_id
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        (["1", "2.5", "", "5.00E+05"], "numeric"),
+        (["yes", "no", "NA", "Yes"], "boolean"),
+        (["rent", "own", "1"], "categorical"),
+        ([1, 2, None], "numeric"),
+    ],
+)
+def test_infer_kind(values: list[object], kind: str) -> None:
+    assert infer_kind(pd.Series(values)) == kind
+
+
+def test_spreadsheet_numbers() -> None:
+    assert parse_number("5.00E+05") == 500000.0
+    assert parse_number(" 42 ") == 42.0
+    assert parse_number("abc") is None
+    assert parse_number("inf") is None
+
+
+def test_id_detection() -> None:
+    rows = 50
+    assert looks_like_id("customer_id", pd.Series(["x"] * rows))
+    assert looks_like_id("ref", pd.Series([f"R{i}" for i in range(rows)]))
+    assert looks_like_id("row", pd.Series(range(rows)))
+    assert not looks_like_id("amount", pd.Series([i + 0.5 for i in range(rows)]))
+    assert not looks_like_id("age", pd.Series([20 + i % 30 for i in range(rows)]))
+
+
+COLUMNS = [
+    Column("age", "numeric"),
+    Column("home", "categorical", categories=["own", "rent"]),
+    Column("previous_default", "boolean"),
+]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"age": 30, "home": "own"}, r"inputs\[0\]\.previous_default: required field is missing"),
+        (
+            {"age": 30, "home": "own", "previous_default": "no", "x": 1},
+            r"inputs\[0\]\.x: unknown field",
+        ),
+        (
+            {"age": "thirty", "home": "own", "previous_default": "no"},
+            r"inputs\[0\]\.age: expected a number, got 'thirty'",
+        ),
+        (
+            {"age": 30, "home": "own", "previous_default": "maybe"},
+            r"previous_default: expected true or false",
+        ),
+        (
+            {"age": 30, "home": ["own"], "previous_default": "no"},
+            r"inputs\[0\]\.home: expected a category name",
+        ),
+        ("age=30", r"inputs\[0\]: expected an object of feature values, got str"),
+    ],
+)
+def test_input_schema_is_enforced(row: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_input_row(0, row, COLUMNS)
+
+
+def test_valid_row_with_missing_value_passes() -> None:
+    check_input_row(0, {"age": None, "home": "never-seen", "previous_default": True}, COLUMNS)
