@@ -62,7 +62,7 @@ def test_cli_predict_json_input(credit_project: Path) -> None:
     assert 0 < prediction["probability"] < 1
     bad = run_cli("predict", '{"age": 30}', cwd=credit_project, check=False)
     assert bad.returncode == 2
-    assert "inputs[0].limit_bal: required field is missing" in bad.stderr
+    assert "inputs[0]: required fields are missing: limit_bal, income" in bad.stderr
 
 
 def test_server_predicts_explains_and_rejects_bad_fields(credit_project: Path) -> None:

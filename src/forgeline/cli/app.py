@@ -252,11 +252,30 @@ def predict(
         if as_json:
             sys.stdout.write(json.dumps({"input": item, **prediction}) + "\n")
             continue
-        top = sorted(prediction.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:3]
-        alternatives = ", ".join(f"{label} {p:.3f}" for label, p in top)
-        console.print(
-            f"{escape(str(item))}\n  → [bold]{escape(str(prediction['label']))}[/bold] ({prediction['score']:.3f})   top: {alternatives}"
-        )
+        console.print(f"{escape(str(item))}\n  → {_describe(prediction)}")
+
+
+def _describe(prediction: dict[str, Any]) -> str:
+    """One line for a person: the label, then each other field, nested ones summarised."""
+    parts = [f"[bold]{escape(str(prediction['label']))}[/bold]"]
+    for key, value in prediction.items():
+        if key == "label":
+            continue
+        if isinstance(value, dict):  # e.g. probabilities per label: the top three
+            top = sorted(value.items(), key=lambda kv: -kv[1])[:3]
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in top)
+        elif isinstance(value, list):  # e.g. reason codes
+            shown = ", ".join(
+                f"{r.get('feature')}={r.get('value')}" if isinstance(r, dict) else str(r)
+                for r in value
+            )
+            shown = shown or "none"
+        elif isinstance(value, float):
+            shown = f"{value:.4g}"
+        else:
+            shown = str(value)
+        parts.append(f"{key}: {escape(shown)}")
+    return "   ".join(parts)
 
 
 def _flat(prediction: dict[str, Any], suffix: str) -> dict[str, Any]:

@@ -22,13 +22,11 @@ def parse_number(value: Any) -> float | None:
     """A float from a number or numeric text (``"5.00E+05"``, ``" 42 "``); None if it is not."""
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float):
-        return float(value)
     try:
-        number = float(str(value).strip())
-    except ValueError:
+        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
+    except (ValueError, OverflowError):
         return None
-    return None if math.isinf(number) else number
+    return None if math.isinf(number) or math.isnan(number) else number
 
 
 def parse_boolean(value: Any) -> bool | None:
@@ -40,3 +38,10 @@ def parse_boolean(value: Any) -> bool | None:
     if token in FALSE_TOKENS:
         return False
     return None
+
+
+def category_key(value: Any) -> str:
+    """A category as text; a whole float (1.0 from JSON) matches the level written as "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

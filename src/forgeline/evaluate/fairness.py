@@ -27,7 +27,9 @@ from numpy.typing import NDArray
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from forgeline.config.schema import BandConfig
+from forgeline.data.io import Table
 from forgeline.data.values import is_missing, parse_number
+from forgeline.errors import DataError
 
 
 def _auc(y_true: NDArray[Any], y_score: NDArray[Any]) -> float:
@@ -101,12 +103,26 @@ def binary_fairness(
 
 
 def band_labels(band: BandConfig) -> list[str]:
+    """Half-open bands: with edges 25, 35 a value of 25 is in "25-<35"."""
     edges = [f"{e:g}" for e in band.edges]
     return [
         f"<{edges[0]}",
-        *(f"{a}-{b}" for a, b in itertools.pairwise(edges)),
+        *(f"{a}-<{b}" for a, b in itertools.pairwise(edges)),
         f">={edges[-1]}",
     ]
+
+
+def check_bands(table: Table, bands: dict[str, BandConfig]) -> None:
+    """A band needs a numeric column; name the first cell that is not a number."""
+    for name, band in bands.items():
+        if band.column not in table.frame.columns:
+            continue  # reported with the other unknown columns
+        for position, value in enumerate(table.frame[band.column]):
+            if not is_missing(value) and parse_number(value) is None:
+                raise DataError(
+                    f"data.bands.{name}: column '{band.column}' must hold numbers, but "
+                    f"{table.where(position, band.column)} is {value!r}"
+                )
 
 
 def sensitive_groups(

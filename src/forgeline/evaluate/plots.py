@@ -56,8 +56,13 @@ def confusion_matrix_png(confusion: NDArray[np.int64], labels: list[str]) -> byt
     return _to_png(figure)
 
 
-def reliability_png(curve: list[tuple[float, float, int]], ece: float) -> bytes:
-    """Reliability diagram: accuracy against confidence; the diagonal is perfect calibration."""
+def reliability_png(
+    curve: list[tuple[float, float, int]],
+    ece: float,
+    axis_labels: tuple[str, str] = ("confidence (top probability)", "accuracy"),
+) -> bytes:
+    """Reliability diagram: observed rate against predicted probability; the diagonal is
+    perfect calibration."""
     figure, axes = plt.subplots(figsize=(4.5, 4.5))
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     if curve:
@@ -69,8 +74,8 @@ def reliability_png(curve: list[tuple[float, float, int]], ece: float) -> bytes:
             )
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.05)
-    axes.set_xlabel("confidence (top probability)")
-    axes.set_ylabel("accuracy")
+    axes.set_xlabel(axis_labels[0])
+    axes.set_ylabel(axis_labels[1])
     axes.set_title(f"Calibration (ECE {ece:.3f})")
     axes.legend(loc="upper left", fontsize=8)
     return _to_png(figure)

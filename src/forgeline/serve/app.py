@@ -36,7 +36,10 @@ class PredictRequest(BaseModel):
         description=(
             "The inputs: texts for a text classifier, objects of feature values for a tabular one."
         ),
-        examples=[["I lost my card", "what is my balance"]],
+        examples=[
+            ["I lost my card", "what is my balance"],
+            [{"limit_bal": 20000, "age": 24, "utilization": 0.95}],
+        ],
     )
 
 
@@ -45,8 +48,10 @@ class PredictResponse(BaseModel):
     version: str
     predictions: list[dict[str, Any]] = Field(
         description=(
-            "One per input, in order. Classifiers give label, score (the probability of label), "
-            "fallback (whether the confidence threshold chose the label) and probabilities."
+            "One per input, in order. Text classifiers give label, score (the probability of "
+            "label), fallback (whether the confidence threshold chose the label) and "
+            "probabilities; tabular classifiers give label, probability (calibrated), score "
+            "(scorecard points), decision and reason_codes."
         )
     )
 

@@ -60,8 +60,17 @@ COLUMNS = [
         ),
         (
             {"age": 30, "home": ["own"], "previous_default": "no"},
-            r"inputs\[0\]\.home: expected a category name",
+            r"inputs\[0\]\.home: unknown category \['own'\]",
         ),
+        (
+            {"age": 30, "home": "castle", "previous_default": "no"},
+            r"home: unknown category 'castle'; expected one of own, rent",
+        ),
+        (
+            {"age": float("inf"), "home": "own", "previous_default": "no"},
+            r"age: expected a number, got inf",
+        ),
+        ({"age": 30}, r"inputs\[0\]: required fields are missing: home, previous_default"),
         ("age=30", r"inputs\[0\]: expected an object of feature values, got str"),
     ],
 )
@@ -70,5 +79,6 @@ def test_input_schema_is_enforced(row: object, message: str) -> None:
         check_input_row(0, row, COLUMNS)
 
 
-def test_valid_row_with_missing_value_passes() -> None:
-    check_input_row(0, {"age": None, "home": "never-seen", "previous_default": True}, COLUMNS)
+def test_missing_values_pass_in_any_spelling() -> None:
+    check_input_row(0, {"age": None, "home": "", "previous_default": True}, COLUMNS)
+    check_input_row(0, {"age": "NA", "home": " rent ", "previous_default": None}, COLUMNS)

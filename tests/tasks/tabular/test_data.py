@@ -83,5 +83,29 @@ def test_age_bands(credit_project: Project) -> None:
     data = credit_project.config_for(TabularClassificationConfig).data
     frame = pd.DataFrame({"sex": ["f", "m", "f", ""], "age": ["29", "30", "70", ""]})
     groups = sensitive_groups(frame, data.sensitive, data.bands)
-    assert groups["age_band"].tolist() == ["<30", "30-50", ">=50", "missing"]
+    assert groups["age_band"].tolist() == ["<30", "30-<50", ">=50", "missing"]
     assert groups["sex"].tolist() == ["f", "m", "f", "missing"]
+
+
+def test_band_on_a_text_column_is_an_error(tmp_path: Path) -> None:
+    yaml_text = TABULAR_YAML.replace("column: age", "column: home")
+    with pytest.raises(
+        DataError,
+        match=r"data\.bands\.age_band: column 'home' must hold numbers, but .*row 1 \(line 2\)",
+    ):
+        TabularClassifier.prepare_data(
+            _project(tmp_path, credit_frame(40).to_csv(index=False), yaml_text)
+        )
+
+
+def test_mostly_numeric_column_with_a_typo_is_reported(tmp_path: Path) -> None:
+    frame = credit_frame(100)
+    frame["income"] = frame["income"].astype(object)
+    frame.loc[7, "income"] = "forty"
+    splits = TabularClassifier.prepare_data(_project(tmp_path, frame.to_csv(index=False)))
+    [notice] = [w for w in splits.warnings if "mostly numbers" in w]
+    assert (
+        "'forty'" in notice
+        and "row 8 (line 9)" in notice
+        and "data.columns.income: numeric" in notice
+    )

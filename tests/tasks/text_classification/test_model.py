@@ -61,5 +61,5 @@ def test_evaluation_audits_sensitive_groups(untrained_classifier: TextClassifier
     finally:
         untrained_classifier.audit = None
     by_group = evaluation.metrics["fairness"]["age_band"]["by_group"]
-    assert {row["group"]: row["count"] for row in by_group} == {"<30": 1, "30-60": 2, ">=60": 1}
+    assert {row["group"]: row["count"] for row in by_group} == {"<30": 1, "30-<60": 2, ">=60": 1}
     assert any(section.title == "Fairness" for section in evaluation.sections)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from forgeline.data.values import is_missing, parse_boolean, parse_number
+from forgeline.data.values import category_key, is_missing, parse_boolean, parse_number
 from forgeline.errors import InputError
 
 Kind = Literal["numeric", "categorical", "boolean"]
@@ -69,7 +69,7 @@ def convert(column: Column, values: pd.Series) -> pd.Series:
         return pd.Series([math.nan if p is None else float(p) for p in parsed], dtype=float)
     codes = {category: i for i, category in enumerate(column.categories)}
     return pd.Series(
-        [math.nan if is_missing(v) else codes.get(str(v).strip(), math.nan) for v in values],
+        [math.nan if is_missing(v) else codes.get(category_key(v), math.nan) for v in values],
         dtype=float,
     )
 
@@ -82,8 +82,10 @@ def check_input_row(index: int, row: Any, columns: list[Column]) -> None:
         )
     expected = {c.name: c for c in columns}
     missing = [name for name in expected if name not in row]
-    if missing:
+    if len(missing) == 1:
         raise InputError(f"inputs[{index}].{missing[0]}: required field is missing")
+    if missing:
+        raise InputError(f"inputs[{index}]: required fields are missing: {', '.join(missing)}")
     extra = [name for name in row if name not in expected]
     if extra:
         raise InputError(
@@ -91,11 +93,16 @@ def check_input_row(index: int, row: Any, columns: list[Column]) -> None:
         )
     for name, value in row.items():
         column = expected[name]
-        if value is None:
-            continue  # missing values are allowed; the models handle them
+        if is_missing(value):
+            continue  # null, blank and NA are missing values, which the models handle
         if column.kind == "numeric" and (isinstance(value, bool) or parse_number(value) is None):
             raise InputError(f"inputs[{index}].{name}: expected a number, got {value!r}")
         if column.kind == "boolean" and parse_boolean(value) is None:
             raise InputError(f"inputs[{index}].{name}: expected true or false, got {value!r}")
-        if column.kind == "categorical" and not isinstance(value, str | int | float):
-            raise InputError(f"inputs[{index}].{name}: expected a category name, got {value!r}")
+        if column.kind == "categorical" and (
+            isinstance(value, bool | list | dict) or category_key(value) not in column.categories
+        ):
+            raise InputError(
+                f"inputs[{index}].{name}: unknown category {value!r}; expected one of "
+                f"{', '.join(column.categories)}"
+            )

@@ -10,8 +10,9 @@ import pandas as pd
 from forgeline.config import Project, TabularClassificationConfig
 from forgeline.config.schema import TabularDataConfig
 from forgeline.data import Table, fingerprint_files, read_table, stratified_split
-from forgeline.data.values import is_missing, parse_boolean, parse_number
+from forgeline.data.values import category_key, is_missing, parse_boolean, parse_number
 from forgeline.errors import DataError
+from forgeline.evaluate.fairness import check_bands
 from forgeline.tasks.base import DataSplits
 from forgeline.tasks.tabular.columns import Column, infer_kind, looks_like_id
 
@@ -19,6 +20,8 @@ EVENT = "__event__"
 """The target as 1 (the event, e.g. default) or 0, in every prepared split."""
 KNOWN_EVENTS = {"1": "0", "1.0": "0.0", "yes": "no", "true": "false", "bad": "good", "y": "n"}
 RARE_EVENT_SHARE = 0.05
+MOSTLY = 0.9
+"""A column whose values are at least this share numbers is probably numeric with typos."""
 _MAX_LISTED = 10
 
 
@@ -122,7 +125,17 @@ def select_features(table: Table, data: TabularDataConfig) -> Features:
             if kind == "boolean" and parse_boolean(value) is None:
                 raise DataError(f"{table.where(position, name)}: {value!r} is not true/false")
         if kind == "categorical":
-            column.categories = sorted({str(v).strip() for v in values if not is_missing(v)})
+            column.categories = sorted({category_key(v) for v in values if not is_missing(v)})
+            numeric = [parse_number(v) is not None for v in values if not is_missing(v)]
+            if name not in data.columns and numeric and sum(numeric) >= MOSTLY * len(numeric):
+                position = next(
+                    i for i, v in enumerate(values) if not is_missing(v) and parse_number(v) is None
+                )
+                notices.append(
+                    f"column '{name}' is mostly numbers but has text (e.g. {values.iloc[position]!r} "
+                    f"at {table.where(position)}), so it is treated as categorical; set "
+                    f"data.columns.{name}: numeric to have such values reported as errors"
+                )
         elif kind == "numeric":
             numbers = [parse_number(v) for v in values if not is_missing(v)]
             present = [n for n in numbers if n is not None]
@@ -149,6 +162,8 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     for role in ("validation", "test"):
         if role in tables:
             frames[role], _ = _with_event(tables[role], data, event)
+    for table in tables.values():
+        check_bands(table, data.bands)
     features = select_features(Table(train_frame, tables["train"].source), data)
     if "validation" not in frames:
         whole = frames["train"]

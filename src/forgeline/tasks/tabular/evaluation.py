@@ -67,6 +67,13 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
             "mean |contribution|": np.abs(contributions).mean(axis=0),
         }
     ).sort_values("mean |contribution|", ascending=False)
+    warnings: list[str] = []
+    if len(comparison) > 1 and comparison["roc_auc"].iloc[1] > comparison["roc_auc"].iloc[0]:
+        warnings.append(
+            f"the baseline {comparison['model'].iloc[1]} beats the served model on test ROC-AUC "
+            f"({comparison['roc_auc'].iloc[1]:.4f} vs {comparison['roc_auc'].iloc[0]:.4f}); "
+            f"consider model.kind: {model.baseline.estimator.kind if model.baseline else ''}"
+        )
     metrics: dict[str, Any] = {
         "examples": len(events),
         "event_rate": float(events.mean()),
@@ -90,7 +97,10 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
     sections = [
         ReportSection(
             title="Model comparison",
-            paragraphs=["Both models were trained on the same data; the first is served."],
+            paragraphs=[
+                "Both models were trained on the same data; the first is served.",
+                *(f"Warning: {w}" for w in warnings),
+            ],
             tables=[comparison],
         ),
         ReportSection(
@@ -100,6 +110,7 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
                 reliability_png(
                     reliability_curve(probability, events.astype(bool)),
                     measured["expected_calibration_error"],
+                    ("predicted event probability", "observed event rate"),
                 )
             ],
         ),
@@ -128,13 +139,16 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
         groups = sensitive_groups(data, settings.sensitive, settings.bands)
         fairness = binary_fairness(events, decisions, probability, groups)
         metrics["fairness"] = {f.attribute: f.to_json() for f in fairness}
-        warnings = [w for f in fairness for w in f.exceeds(settings.fairness_max_difference)]
-        metrics["fairness_warnings"] = warnings
+        fairness_warnings = [
+            w for f in fairness for w in f.exceeds(settings.fairness_max_difference)
+        ]
+        metrics["fairness_warnings"] = fairness_warnings
+        warnings += fairness_warnings
         paragraphs = [
             f"Per group at the decision threshold: selection rate (share decided '{settings.above}'), "
             "true and false positive rates, and ROC-AUC. Differences above "
             f"{settings.fairness_max_difference:.2f} are flagged."
-        ] + [f"Warning: {w}" for w in warnings]
+        ] + [f"Warning: {w}" for w in fairness_warnings]
         tables = []
         for f in fairness:
             table = f.by_group.copy()
@@ -164,5 +178,5 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
         metrics=metrics,
         summary=summary,
         sections=sections,
-        warnings=metrics.get("fairness_warnings", []),
+        warnings=warnings,
     )

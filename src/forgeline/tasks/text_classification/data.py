@@ -10,6 +10,7 @@ from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.schema import TextDataConfig
 from forgeline.data import Table, fingerprint_files, read_table, stratified_split
 from forgeline.errors import DataError
+from forgeline.evaluate.fairness import check_bands
 from forgeline.tasks.base import DataSplits
 
 TEXT = "text"
@@ -101,6 +102,8 @@ def prepare_text_data(project: Project) -> DataSplits:
     data = config.data
     files = project.data_files()
     tables = {role: read_table(path) for role, path in files.items()}
+    for table in tables.values():
+        check_bands(table, data.bands)
     frames = {
         role: _read_labelled(table, data.text_column, data.label_column, audited_columns(data))
         for role, table in tables.items()
