@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import pandas as pd
+
+from forgeline.config.schema import SplitConfig
 
 
 def stratified_split(
@@ -32,3 +35,20 @@ def stratified_split(
         val.extend(positions[n_test : n_test + n_val])
         train.extend(positions[n_test + n_val :])
     return sorted(train), sorted(val), sorted(held_out)
+
+
+def split_frames(
+    frames: dict[str, pd.DataFrame], stratify_by: str, split: SplitConfig
+) -> dict[str, pd.DataFrame]:
+    """The given train/validation/test frames, or train split three ways when only it is given."""
+    if "validation" in frames:
+        return frames
+    whole = frames["train"]
+    train, validation, test = stratified_split(
+        whole[stratify_by].tolist(), split.validation, split.test, split.seed
+    )
+    return {
+        "train": whole.iloc[train].reset_index(drop=True),
+        "validation": whole.iloc[validation].reset_index(drop=True),
+        "test": whole.iloc[test].reset_index(drop=True),
+    }

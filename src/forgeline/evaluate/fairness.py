@@ -196,3 +196,13 @@ def multiclass_fairness(
             )
         )
     return results
+
+
+def group_tables(results: list[AttributeFairness] | list[GroupAccuracy]) -> list[pd.DataFrame]:
+    """Each attribute's per-group table, labelled with the attribute, for the report."""
+    tables = []
+    for result in results:
+        table = result.by_group.copy()
+        table.insert(0, "attribute", result.attribute)
+        tables.append(table)
+    return tables

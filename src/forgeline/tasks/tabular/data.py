@@ -9,7 +9,7 @@ import pandas as pd
 
 from forgeline.config import Project, TabularClassificationConfig
 from forgeline.config.schema import TabularDataConfig
-from forgeline.data import Table, fingerprint_files, read_table, stratified_split
+from forgeline.data import Table, fingerprint_files, read_table, split_frames
 from forgeline.data.values import category_key, is_missing, parse_boolean, parse_number
 from forgeline.errors import DataError
 from forgeline.evaluate.fairness import check_bands
@@ -165,16 +165,7 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     for table in tables.values():
         check_bands(table, data.bands)
     features = select_features(Table(train_frame, tables["train"].source), data)
-    if "validation" not in frames:
-        whole = frames["train"]
-        train, validation, test = stratified_split(
-            whole[EVENT].tolist(), data.split.validation, data.split.test, data.split.seed
-        )
-        frames = {
-            "train": whole.iloc[train].reset_index(drop=True),
-            "validation": whole.iloc[validation].reset_index(drop=True),
-            "test": whole.iloc[test].reset_index(drop=True),
-        }
+    frames = split_frames(frames, EVENT, data.split)
     warnings = list(features.notices)
     share = float(frames["train"][EVENT].mean())
     warnings.append(

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from forgeline.evaluate.fairness import binary_fairness, sensitive_groups
+from forgeline.evaluate.fairness import binary_fairness, group_tables, sensitive_groups
 from forgeline.evaluate.metrics import expected_calibration_error, reliability_curve
 from forgeline.evaluate.plots import (
     confusion_matrix_png,
@@ -149,11 +149,7 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
             "true and false positive rates, and ROC-AUC. Differences above "
             f"{settings.fairness_max_difference:.2f} are flagged."
         ] + [f"Warning: {w}" for w in fairness_warnings]
-        tables = []
-        for f in fairness:
-            table = f.by_group.copy()
-            table.insert(0, "attribute", f.attribute)
-            tables.append(table)
+        tables = group_tables(fairness)
         tables.append(
             pd.DataFrame(
                 [

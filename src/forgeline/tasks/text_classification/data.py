@@ -8,7 +8,7 @@ import pandas as pd
 
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.schema import TextDataConfig
-from forgeline.data import Table, fingerprint_files, read_table, stratified_split
+from forgeline.data import Table, fingerprint_files, read_table, split_frames
 from forgeline.errors import DataError
 from forgeline.evaluate.fairness import check_bands
 from forgeline.tasks.base import DataSplits
@@ -108,18 +108,7 @@ def prepare_text_data(project: Project) -> DataSplits:
         role: _read_labelled(table, data.text_column, data.label_column, audited_columns(data))
         for role, table in tables.items()
     }
-    if "validation" in frames:
-        splits = frames
-    else:
-        whole = frames["train"]
-        train, validation, test = stratified_split(
-            whole[LABEL].tolist(), data.split.validation, data.split.test, data.split.seed
-        )
-        splits = {
-            "train": whole.iloc[train].reset_index(drop=True),
-            "validation": whole.iloc[validation].reset_index(drop=True),
-            "test": whole.iloc[test].reset_index(drop=True),
-        }
+    splits = split_frames(frames, LABEL, data.split)
     _check_label_counts(splits["train"], str(data.train), data.label_column)
     warnings = _leakage_warnings(splits)
     known = set(splits["train"][LABEL])

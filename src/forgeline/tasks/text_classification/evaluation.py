@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from forgeline.evaluate.fairness import multiclass_fairness, sensitive_groups
+from forgeline.evaluate.fairness import group_tables, multiclass_fairness, sensitive_groups
 from forgeline.evaluate.metrics import classification_metrics
 from forgeline.evaluate.plots import confusion_matrix_png, reliability_png
 from forgeline.tasks.base import Evaluation, ReportSection
@@ -110,11 +110,8 @@ def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evalu
         audited = multiclass_fairness(truth, predicted, groups)
         metrics["fairness"] = {a.attribute: a.to_json() for a in audited}
         warnings = [w for a in audited for w in a.exceeds(model.audit.max_difference)]
-        tables = []
+        tables = group_tables(audited)
         for result in audited:
-            table = result.by_group.copy()
-            table.insert(0, "attribute", result.attribute)
-            tables.append(table)
             summary.append(
                 (f"{result.attribute} accuracy gap", f"{result.accuracy_difference:.3f}")
             )
