@@ -67,6 +67,10 @@ def test_cli_predict_json_input(credit_project: Path) -> None:
 
 def test_server_predicts_explains_and_rejects_bad_fields(credit_project: Path) -> None:
     with running_server(credit_project) as base:
+        [info] = httpx.get(f"{base}/v1/models").json()
+        schema = info["input_schema"]
+        assert set(schema["required"]) == set(APPLICANT)
+        assert schema["properties"]["home_ownership"]["enum"] == ["mortgage", "own", "rent", None]
         url = f"{base}/v1/models/credit"
         response = httpx.post(f"{url}/predict", json={"inputs": [APPLICANT]}, timeout=30)
         assert response.status_code == 200

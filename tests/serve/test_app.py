@@ -40,6 +40,7 @@ def test_health_and_models(client: TestClient) -> None:
     [model] = client.get("/v1/models").json()
     assert model["name"] == "demo" and model["version"] == "v1"
     assert model["labels"] == ["account", "refund", "shipping"]
+    assert model["input_schema"]["type"] == "string"
 
 
 def test_predict_returns_one_prediction_per_input_in_order(

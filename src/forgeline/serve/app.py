@@ -70,6 +70,7 @@ class ModelInfo(BaseModel):
     task: str
     labels: list[str]
     created_at: str
+    input_schema: dict[str, Any] = Field(description="JSON Schema of one item of `inputs`.")
 
 
 class ApiError(Exception):
@@ -175,6 +176,7 @@ def create_app(
                 task=loaded.version.manifest["task"],
                 labels=loaded.model.labels,
                 created_at=loaded.version.manifest["created_at"],
+                input_schema=loaded.model.input_schema(),
             )
             for name, loaded in sorted(store.models.items())
         ]

@@ -92,6 +92,10 @@ class Task(Protocol):
         """Predict a batch; inputs are already validated by :meth:`check_inputs`."""
         ...
 
+    def input_schema(self) -> dict[str, Any]:
+        """JSON Schema of one prediction input, published by the server."""
+        ...
+
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
         """Raise :class:`forgeline.errors.InputError` naming the first bad input."""
         ...

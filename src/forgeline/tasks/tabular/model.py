@@ -253,6 +253,22 @@ class TabularClassifier:
             metrics,
         )
 
+    def input_schema(self) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        for column in self.settings.columns:
+            if column.kind == "numeric":
+                properties[column.name] = {"type": ["number", "null"]}
+            elif column.kind == "boolean":
+                properties[column.name] = {"type": ["boolean", "string", "null"]}
+            else:
+                properties[column.name] = {"enum": [*column.categories, None]}
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
+
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
         for index, row in enumerate(inputs):
             check_input_row(index, row, self.settings.columns)

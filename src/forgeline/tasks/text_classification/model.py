@@ -177,6 +177,9 @@ class TextClassifier:
             FairnessAudit.from_json(settings["fairness"]) if settings.get("fairness") else None,
         )
 
+    def input_schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "description": "The text to classify."}
+
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
         for index, text in enumerate(inputs):
             if not isinstance(text, str):
