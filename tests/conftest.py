@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from forgeline.tasks.text_classification.model import Fallback, TextClassifier
+from forgeline.tasks.text_classification.runtime import TorchEncoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -60,7 +61,7 @@ def untrained_classifier() -> TextClassifier:
         base, num_labels=3, use_safetensors=True
     )
     return TextClassifier(
-        model,
+        TorchEncoder(model),
         AutoTokenizer.from_pretrained(base),
         labels,
         max_length=32,

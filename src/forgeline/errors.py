@@ -28,3 +28,7 @@ class InputError(ForgelineError):
 
 class NotSupportedError(ForgelineError):
     """The model's task does not offer this operation (yet)."""
+
+
+class CompressionRefused(ForgelineError):
+    """A compressed model failed its parity or accuracy check and was not registered."""

@@ -201,6 +201,35 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
 
 
 @app.command()
+def compress(config: ConfigOption = None, version: VersionOption = "latest") -> None:
+    """Export to ONNX and quantize to int8, checking parity and accuracy; register the result
+    as a new version (roll back with `forgeline models promote`)."""
+    from forgeline.registry import ModelRegistry
+    from forgeline.tasks import get_task
+
+    project = load_project(config)
+    registry = ModelRegistry(project.registry_dir)
+    source = registry.load(project.config.name, version)
+    data = get_task(source.version.manifest["task"]).prepare_data(project)
+    compressed, report = source.model.compress(project, data, _notify)
+    manifest = source.version.manifest
+    published = registry.publish(
+        project.config.name,
+        compressed,
+        config_yaml=(source.version.path / "forgeline.yaml").read_text(encoding="utf-8"),
+        data_fingerprint=manifest["data_fingerprint"],
+        base_model=manifest["base_model"],
+        derived_from=source.version.version,
+    )
+    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in report.items()]
+    console.print(_metrics_table(f"Compressed {source.version.version}", rows))
+    console.print(
+        f"Registered {published.name} {published.version} (now latest); roll back with "
+        f"`forgeline models promote {source.version.version}`"
+    )
+
+
+@app.command()
 def predict(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Inputs to predict, e.g. texts.")

@@ -173,6 +173,21 @@ class _ProjectBase(_Section):
     )
 
 
+class CompressConfig(_Section):
+    """`forgeline compress`: ONNX export and int8 quantization, each checked before use."""
+
+    max_metric_drop: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Refuse the int8 model if validation macro-F1 drops by more than this.",
+    )
+    max_logit_difference: float = Field(
+        1e-3, gt=0, description="Refuse the ONNX export if a logit differs more than this."
+    )
+    per_channel: bool = Field(True, description="Quantize weights per output channel.")
+
+
 class TextClassificationConfig(_ProjectBase):
     """Fine-tune a pretrained text encoder to put one label on each text."""
 
@@ -183,6 +198,7 @@ class TextClassificationConfig(_ProjectBase):
     data: TextDataConfig
     training: TrainingConfig = TrainingConfig()
     fallback: FallbackConfig | None = None
+    compress: CompressConfig = CompressConfig()
 
     @property
     def base(self) -> str:

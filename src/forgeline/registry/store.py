@@ -176,6 +176,7 @@ class ModelRegistry:
         config_yaml: str,
         data_fingerprint: dict[str, Any],
         base_model: str,
+        derived_from: str | None = None,
     ) -> ModelVersion:
         """Save ``model`` as the next version of ``name`` and point ``latest`` at it."""
         model_root = self.root / name
@@ -199,6 +200,8 @@ class ModelRegistry:
                 "data_fingerprint": data_fingerprint,
                 "packages": _package_versions(),
             }
+            if derived_from is not None:
+                manifest["derived_from"] = derived_from
             card = render_model_card(manifest, metrics)
             (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
             manifest["files"] = {

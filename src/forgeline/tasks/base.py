@@ -108,6 +108,14 @@ class Task(Protocol):
         """Turn one command-line argument into a prediction input."""
         ...
 
+    def compress(
+        self, project: Project, data: DataSplits, notify: Notify
+    ) -> tuple[Self, dict[str, Any]]:
+        """A smaller, faster model checked against this one on ``data.validation``, and a
+        report (sizes, latencies, metric change). Raises NotSupportedError where there is
+        nothing to compress, CompressionRefused when a check fails."""
+        ...
+
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Per input, how much each feature pushed the prediction; raises
         :class:`forgeline.errors.NotSupportedError` where a task has no explanations yet."""

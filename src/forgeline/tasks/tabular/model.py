@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from forgeline.config import Project, TabularClassificationConfig
 from forgeline.config.schema import BandConfig, ScorecardConfig
 from forgeline.data import Table
-from forgeline.errors import InputError
+from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.tabular.calibration import Calibrator, brier, choose_calibrator
 from forgeline.tasks.tabular.columns import Column, check_input_row, convert
@@ -329,6 +329,14 @@ class TabularClassifier:
                 }
             )
         return predictions
+
+    def compress(
+        self, project: Project, data: DataSplits, notify: Notify
+    ) -> tuple[Self, dict[str, Any]]:
+        raise NotSupportedError(
+            "tabular models are already small and fast (gradient-boosted trees or a linear "
+            "model); compression applies to transformer models"
+        )
 
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])

@@ -6,13 +6,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 import pandas as pd
-import torch
 from numpy.typing import NDArray
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
@@ -22,12 +21,18 @@ from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
 from forgeline.tasks.text_classification.fallback import apply_threshold
+from forgeline.tasks.text_classification.runtime import (
+    Encoder,
+    TorchEncoder,
+    batched_logits,
+    class_probabilities,
+    load_encoder,
+)
 
 # Transformers' own bars (weight loading, shard writing) are noise next to Forgeline's output.
 hf_logging.disable_progress_bar()
 
 TASK_FILE = "task.json"
-PREDICT_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -57,28 +62,6 @@ class FairnessAudit:
         return cls(data["sensitive"], bands, data["max_difference"])
 
 
-def class_probabilities(
-    model: PreTrainedModel, tokenizer: Any, texts: Sequence[str], max_length: int
-) -> NDArray[np.float32]:
-    """Class probabilities in input order, computed in length-sorted batches to cut padding."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    num_labels = int(model.config.num_labels or 0)
-    result = np.zeros((len(texts), num_labels), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), PREDICT_BATCH_SIZE):
-            batch = order[start : start + PREDICT_BATCH_SIZE]
-            encoded = tokenizer(
-                [texts[i] for i in batch],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(model.device)
-            logits = model(**encoded).logits
-            result[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return result
-
-
 class TextClassifier:
     """Text in, one label out: ``fit``, ``predict``, ``evaluate``, ``save`` and ``load``."""
 
@@ -87,7 +70,7 @@ class TextClassifier:
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        encoder: Encoder,
         tokenizer: Any,
         labels: list[str],
         max_length: int,
@@ -96,8 +79,7 @@ class TextClassifier:
         text_column: str = TEXT,
         audit: FairnessAudit | None = None,
     ) -> None:
-        model.eval()  # inference only: no dropout
-        self._model = model
+        self.encoder = encoder
         self._tokenizer = tokenizer
         self._labels = labels
         self._max_length = max_length
@@ -129,7 +111,7 @@ class TextClassifier:
         config = project.config_for(TextClassificationConfig)
         trained = train_text_classifier(project, data, notify)
         return cls(
-            trained.model,
+            TorchEncoder(trained.model),
             trained.tokenizer,
             trained.labels,
             config.training.max_length,
@@ -144,7 +126,7 @@ class TextClassifier:
         )
 
     def save(self, directory: Path) -> None:
-        self._model.save_pretrained(directory, safe_serialization=True)
+        self.encoder.save(directory)
         self._tokenizer.save_pretrained(directory)
         settings = {
             "labels": self._labels,
@@ -160,14 +142,13 @@ class TextClassifier:
     @classmethod
     def load(cls, directory: Path) -> Self:
         settings = json.loads((directory / TASK_FILE).read_text(encoding="utf-8"))
-        # use_safetensors=True: never fall back to a pickled pytorch_model.bin.
-        model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
+        encoder = load_encoder(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         fallback = settings["fallback"]
         metrics_file = directory / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         return cls(
-            model,
+            encoder,
             tokenizer,
             settings["labels"],
             settings["max_length"],
@@ -228,6 +209,15 @@ class TextClassifier:
             )
         return predictions
 
+    def compress(
+        self, project: Project, data: DataSplits, notify: Notify
+    ) -> tuple[Self, dict[str, Any]]:
+        from forgeline.tasks.text_classification.compression import compress_text_classifier
+
+        settings = project.config_for(TextClassificationConfig).compress
+        compressed, report = compress_text_classifier(self, data, settings, notify)
+        return cast(Self, compressed), report
+
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         raise NotSupportedError(
             "explanations of text classifiers (token attributions) are not available yet"
@@ -252,8 +242,28 @@ class TextClassifier:
             return self.fallback.label
         return self._labels[index]
 
+    def logits(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return batched_logits(
+            self.encoder, self._tokenizer, texts, self._max_length, len(self._labels)
+        )
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def with_encoder(self, encoder: Encoder) -> TextClassifier:
+        """The same classifier (labels, threshold, settings) running on another runtime."""
+        return replace_encoder(self, encoder)
+
+    def with_metrics(self, metrics: dict[str, Any]) -> TextClassifier:
+        copy = replace_encoder(self, self.encoder)
+        copy._training_metrics = dict(metrics)
+        return copy
+
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return class_probabilities(self._model, self._tokenizer, texts, self._max_length)
+        return class_probabilities(
+            self.encoder, self._tokenizer, texts, self._max_length, len(self._labels)
+        )
 
     def predicted_labels(self, probabilities: NDArray[np.float32]) -> list[str]:
         predicted = probabilities.argmax(axis=1)
@@ -268,3 +278,16 @@ class TextClassifier:
 
 
 __all__ = ["LABEL", "TEXT", "Fallback", "TextClassifier"]
+
+
+def replace_encoder(model: TextClassifier, encoder: Encoder) -> TextClassifier:
+    return TextClassifier(
+        encoder,
+        model.tokenizer,
+        model.labels,
+        model._max_length,
+        model.fallback,
+        model.training_metrics,
+        model._text_column,
+        model.audit,
+    )

@@ -39,7 +39,7 @@ from forgeline.tasks.text_classification.fallback import (
     choose_threshold,
     in_scope_accuracy_and_fallback_recall,
 )
-from forgeline.tasks.text_classification.model import class_probabilities
+from forgeline.tasks.text_classification.runtime import TorchEncoder, class_probabilities
 
 
 @dataclass
@@ -209,7 +209,11 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
     best_model = cast(PreTrainedModel, trainer.model)
     best_model.eval()
     probabilities = class_probabilities(
-        best_model, tokenizer, list(data.validation[TEXT]), settings.max_length
+        TorchEncoder(best_model),
+        tokenizer,
+        list(data.validation[TEXT]),
+        settings.max_length,
+        len(labels),
     )
     truth_labels = list(data.validation[LABEL])
     metrics: dict[str, Any] = {

@@ -1,0 +1,81 @@
+"""ONNX export and int8 quantization of a real MiniLM classifier (fresh head, a few seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from transformers import AutoModelForSequenceClassification
+
+from forgeline.base_models import resolve_base_model
+from forgeline.compress import export_onnx
+from forgeline.config.schema import CompressConfig
+from forgeline.errors import CompressionRefused, NotSupportedError
+from forgeline.tasks.base import DataSplits
+from forgeline.tasks.text_classification import TextClassifier, compression
+from forgeline.tasks.text_classification.runtime import OnnxEncoder
+
+TEXTS = ["refund my order please", "where is my parcel", "my password does not work", "hi"] * 5
+LABELS = ["refund", "shipping", "account", "account"] * 5
+
+
+def _data() -> DataSplits:
+    frame = pd.DataFrame({"text": TEXTS, "label": LABELS})
+    return DataSplits(frame, frame, frame, {"sha256": "0" * 64, "files": {}})
+
+
+def test_compressed_model_runs_on_onnx_and_agrees(untrained_classifier: TextClassifier) -> None:
+    compressed, report = compression.compress_text_classifier(
+        untrained_classifier, _data(), CompressConfig(), lambda _: None
+    )
+    assert compressed.encoder.runtime == "onnx"
+    assert report["onnx_max_logit_difference"] < 1e-3
+    assert report["size_mb_after"] < report["size_mb_before"] / 3
+    assert report["validation_macro_f1_change"] >= -0.01
+    np.testing.assert_allclose(
+        compressed.predict_proba(TEXTS), untrained_classifier.predict_proba(TEXTS), atol=0.05
+    )
+    assert compressed.training_metrics["runtime"] == "onnx int8"
+
+
+def test_export_parity_failure_is_refused(untrained_classifier: TextClassifier) -> None:
+    strict = CompressConfig(max_logit_difference=1e-12)
+    with pytest.raises(
+        CompressionRefused, match=r"ONNX export differs from PyTorch by .* in a logit"
+    ):
+        compression.compress_text_classifier(untrained_classifier, _data(), strict, lambda _: None)
+
+
+def test_quantization_that_costs_accuracy_is_refused(
+    untrained_classifier: TextClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Stand in for a quantization that damages the model: a network with another random head,
+    # measured by the real accuracy check against labels the original model gets right.
+    labels = untrained_classifier.predicted_labels(untrained_classifier.predict_proba(TEXTS))
+    frame = pd.DataFrame({"text": TEXTS, "label": labels})
+    data = DataSplits(frame, frame, frame, {"sha256": "0" * 64, "files": {}})
+    other = AutoModelForSequenceClassification.from_pretrained(
+        resolve_base_model("minilm-l6"), num_labels=3, use_safetensors=True
+    )
+    damaged = export_onnx(other, untrained_classifier.tokenizer)
+    monkeypatch.setattr(compression, "quantize_int8", lambda model, per_channel: damaged)
+    before = compression._macro_f1(untrained_classifier, TEXTS, labels)
+    after = compression._macro_f1(
+        untrained_classifier.with_encoder(OnnxEncoder(damaged)), TEXTS, labels
+    )
+    assert before > after, "the stand-in must really be worse for this test to mean anything"
+    with pytest.raises(
+        CompressionRefused,
+        match=r"costs .* of validation macro-F1, more than compress\.max_metric_drop=0",
+    ):
+        compression.compress_text_classifier(
+            untrained_classifier, data, CompressConfig(max_metric_drop=0.0), lambda _: None
+        )
+
+
+def test_an_onnx_version_is_not_compressed_again(untrained_classifier: TextClassifier) -> None:
+    onnx_model = untrained_classifier.with_encoder(
+        OnnxEncoder(export_onnx(untrained_classifier.encoder.model, untrained_classifier.tokenizer))  # type: ignore[attr-defined]
+    )
+    with pytest.raises(NotSupportedError, match="already runs on onnx"):
+        compression.compress_text_classifier(onnx_model, _data(), CompressConfig(), lambda _: None)
