@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from forgeline.config.schema import LimitsConfig
+from forgeline.config.schema import LimitsConfig, ServeConfig
 from forgeline.registry import ModelRegistry
 from forgeline.serve import create_app
 from forgeline.tasks.text_classification import TextClassifier
@@ -26,7 +26,7 @@ def client(tmp_path: Path, untrained_classifier: TextClassifier) -> Iterator[Tes
         base_model="minilm-l6",
     )
     limits = LimitsConfig(max_inputs_per_request=3, max_input_chars=50, max_body_bytes=2048)
-    with TestClient(create_app(registry, limits)) as test_client:
+    with TestClient(create_app(registry, ServeConfig(limits=limits))) as test_client:
         deadline = time.monotonic() + 30
         while test_client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "models did not load"
@@ -135,3 +135,14 @@ def test_unknown_path_uses_the_error_format(client: TestClient) -> None:
     response = client.get("/v2/nothing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_metrics_expose_requests_latency_batches_and_queue(client: TestClient) -> None:
+    assert client.post("/v1/models/demo/predict", json={"inputs": ["a", "b"]}).status_code == 200
+    client.post("/v1/models/demo/predict", json={"inputs": ["x" * 51]})
+    text = client.get("/metrics").text
+    assert 'forgeline_requests_total{endpoint="predict",model="demo",status="200"} 1.0' in text
+    assert 'forgeline_requests_total{endpoint="predict",model="demo",status="422"} 1.0' in text
+    assert 'forgeline_request_seconds_count{endpoint="predict",model="demo"} 2.0' in text
+    assert 'forgeline_batch_size_sum{model="demo"} 2.0' in text
+    assert 'forgeline_queue_depth{model="demo"} 0.0' in text

@@ -343,9 +343,7 @@ def serve(
         f"Serving {', '.join(registry.names())} on http://{bind_host}:{bind_port} "
         f"(docs: http://{bind_host}:{bind_port}/docs)"
     )
-    uvicorn.run(
-        create_app(registry, settings.limits), host=bind_host, port=bind_port, log_level="info"
-    )
+    uvicorn.run(create_app(registry, settings), host=bind_host, port=bind_port, log_level="info")
 
 
 @config_app.command("schema")

@@ -149,10 +149,26 @@ class LimitsConfig(_Section):
     max_body_bytes: int = Field(1_000_000, ge=1024)
 
 
+class BatchingConfig(_Section):
+    """Adaptive batching of concurrent predict requests to one model."""
+
+    max_batch_size: int = Field(32, ge=1, description="Inputs per forward pass, at most.")
+    max_wait_ms: float = Field(
+        5, ge=0, description="How long the first request waits for others to join its batch."
+    )
+    max_queue: int = Field(
+        1024, ge=1, description="Inputs waiting at most; beyond it requests get 503."
+    )
+
+
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     limits: LimitsConfig = LimitsConfig()
+    batching: BatchingConfig = BatchingConfig()
+    models: dict[str, BatchingConfig] = Field(
+        default_factory=dict, description="Batching settings for particular models, by name."
+    )
 
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"

@@ -1,29 +1,33 @@
 """The FastAPI application: model listing, prediction, health and readiness.
 
 Models load in a background thread so ``/healthz`` answers at once and ``/readyz`` tells a load
-balancer when predictions can be served. The endpoint hands a whole request's inputs to the
-model's batch ``predict``, so request batching can be added later without touching task code.
+balancer when predictions can be served. Predict requests go through an adaptive batcher
+per model (see :mod:`forgeline.serve.batching`), which calls the task's batch ``predict``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forgeline import __version__
-from forgeline.config.schema import LimitsConfig
+from forgeline.config.schema import ServeConfig
 from forgeline.errors import ForgelineError, InputError, NotSupportedError
 from forgeline.registry import LoadedModel, ModelRegistry
+from forgeline.serve.batching import Batcher, Overloaded
 from forgeline.serve.limits import BodySizeLimit
+from forgeline.serve.metrics import ServerMetrics
 
 log = logging.getLogger("forgeline.serve")
 
@@ -74,13 +78,19 @@ class ModelInfo(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 class ModelStore:
@@ -106,9 +116,22 @@ class ModelStore:
 
 
 def create_app(
-    registry: ModelRegistry, limits: LimitsConfig, names: list[str] | None = None
+    registry: ModelRegistry, settings: ServeConfig, names: list[str] | None = None
 ) -> FastAPI:
     store = ModelStore(registry, names)
+    limits = settings.limits
+    metrics = ServerMetrics()
+    batchers: dict[str, Batcher] = {}
+
+    def batcher_for(name: str, loaded: LoadedModel) -> Batcher:
+        if name not in batchers:
+            batchers[name] = Batcher(
+                predict=loaded.model.predict,
+                settings=settings.models.get(name, settings.batching),
+                on_batch=metrics.batch_size.labels(name).observe,
+                on_queue=metrics.queue_depth.labels(name).set,
+            )
+        return batchers[name]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -125,7 +148,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -189,13 +212,35 @@ def create_app(
             404: {"description": "No such model"},
             413: {"description": "Request body over max_body_bytes"},
             422: {"description": "Invalid inputs, or over max_inputs_per_request/max_input_chars"},
-            503: {"description": "Models are still loading"},
+            503: {"description": "Models are still loading, or the queue is full (Retry-After)"},
         },
     )
-    def predict(name: str, request: PredictRequest) -> PredictResponse:
-        loaded = checked(name, request)
-        predictions = loaded.model.predict(request.inputs)
-        return PredictResponse(model=name, version=loaded.version.version, predictions=predictions)
+    async def predict(name: str, request: PredictRequest) -> PredictResponse:
+        started = time.perf_counter()
+        model_label = name if name in store.models else "unknown"
+        status = 500
+        try:
+            loaded = checked(name, request)
+            try:
+                predictions = await batcher_for(name, loaded).submit(request.inputs)
+            except Overloaded as exc:
+                raise ApiError(
+                    503, "overloaded", f"server busy: {exc}; retry shortly", {"Retry-After": "1"}
+                ) from None
+            status = 200
+            return PredictResponse(
+                model=name, version=loaded.version.version, predictions=predictions
+            )
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.requests.labels(model_label, "predict", str(status)).inc()
+            metrics.latency.labels(model_label, "predict").observe(time.perf_counter() - started)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/v1/models/{name}/explain",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
-from transformers import AutoModelForSequenceClassification
+import torch
 
-from forgeline.base_models import resolve_base_model
 from forgeline.compress import export_onnx
 from forgeline.config.schema import CompressConfig
 from forgeline.errors import CompressionRefused, NotSupportedError
@@ -25,13 +26,14 @@ def _data() -> DataSplits:
 
 
 def test_compressed_model_runs_on_onnx_and_agrees(untrained_classifier: TextClassifier) -> None:
+    # An untrained head gives near-ties that int8 may flip, so accuracy is not checked here
+    # (the refusal test below covers it).
     compressed, report = compression.compress_text_classifier(
-        untrained_classifier, _data(), CompressConfig(), lambda _: None
+        untrained_classifier, _data(), CompressConfig(max_metric_drop=1.0), lambda _: None
     )
     assert compressed.encoder.runtime == "onnx"
     assert report["onnx_max_logit_difference"] < 1e-3
     assert report["size_mb_after"] < report["size_mb_before"] / 3
-    assert report["validation_macro_f1_change"] >= -0.01
     np.testing.assert_allclose(
         compressed.predict_proba(TEXTS), untrained_classifier.predict_proba(TEXTS), atol=0.05
     )
@@ -49,14 +51,16 @@ def test_export_parity_failure_is_refused(untrained_classifier: TextClassifier) 
 def test_quantization_that_costs_accuracy_is_refused(
     untrained_classifier: TextClassifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Stand in for a quantization that damages the model: a network with another random head,
-    # measured by the real accuracy check against labels the original model gets right.
+    # Stand in for a quantization that damages the model, measured by the real accuracy check
+    # against labels the original model gets right.
     labels = untrained_classifier.predicted_labels(untrained_classifier.predict_proba(TEXTS))
     frame = pd.DataFrame({"text": TEXTS, "label": labels})
     data = DataSplits(frame, frame, frame, {"sha256": "0" * 64, "files": {}})
-    other = AutoModelForSequenceClassification.from_pretrained(
-        resolve_base_model("minilm-l6"), num_labels=3, use_safetensors=True
-    )
+    # The same network with its class rows rotated: every prediction moves to another label.
+    other = copy.deepcopy(untrained_classifier.encoder.model)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        other.classifier.weight.copy_(other.classifier.weight.roll(1, dims=0))
+        other.classifier.bias.copy_(other.classifier.bias.roll(1, dims=0))
     damaged = export_onnx(other, untrained_classifier.tokenizer)
     monkeypatch.setattr(compression, "quantize_int8", lambda model, per_channel: damaged)
     before = compression._macro_f1(untrained_classifier, TEXTS, labels)

@@ -1,0 +1,91 @@
+"""The adaptive batcher, with a plain function standing in for the model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from forgeline.config.schema import BatchingConfig
+from forgeline.serve.batching import Batcher, Overloaded
+
+
+def echo(inputs: list[Any]) -> list[dict[str, Any]]:
+    time.sleep(0.01)  # a forward pass takes time, so concurrent requests pile up
+    return [{"echo": item} for item in inputs]
+
+
+def test_concurrent_requests_share_batches_without_cross_talk() -> None:
+    sizes: list[int] = []
+    batcher = Batcher(
+        echo, BatchingConfig(max_batch_size=16, max_wait_ms=20), on_batch=sizes.append
+    )
+
+    async def main() -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(*(batcher.submit([i, i + 1000]) for i in range(40)))
+
+    results = asyncio.run(main())
+    assert results == [[{"echo": i}, {"echo": i + 1000}] for i in range(40)]
+    assert sum(sizes) == 80
+    assert max(sizes) > 2, "requests were not batched together"
+    assert max(sizes) <= 16
+    assert batcher.queued == 0
+
+
+def test_a_lone_request_waits_at_most_max_wait_ms() -> None:
+    batcher = Batcher(echo, BatchingConfig(max_batch_size=64, max_wait_ms=100))
+
+    async def timed(inputs: list[int]) -> float:
+        started = time.perf_counter()
+        await batcher.submit(inputs)
+        return time.perf_counter() - started
+
+    lone = asyncio.run(timed([1]))
+    assert 0.1 <= lone < 1.0
+    full = Batcher(echo, BatchingConfig(max_batch_size=2, max_wait_ms=5000))
+    started = time.perf_counter()
+    asyncio.run(full.submit([1, 2]))  # a full batch does not wait for company
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_full_queue_refuses_instead_of_growing() -> None:
+    release = threading.Event()
+
+    def blocked(inputs: list[Any]) -> list[dict[str, Any]]:
+        release.wait(5)
+        return [{"echo": item} for item in inputs]
+
+    batcher = Batcher(blocked, BatchingConfig(max_batch_size=1, max_wait_ms=0, max_queue=3))
+
+    async def main() -> tuple[list[Any], str]:
+        first = asyncio.create_task(batcher.submit([0]))
+        await asyncio.sleep(0.05)  # the worker takes it and blocks in the model
+        waiting = [asyncio.create_task(batcher.submit([i])) for i in (1, 2, 3)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit([4])
+        release.set()
+        return await asyncio.gather(first, *waiting), str(refused.value)
+
+    served, message = asyncio.run(main())
+    assert served == [[{"echo": i}] for i in range(4)]
+    assert message == "3 inputs are queued, the limit is max_queue=3"
+
+
+def test_a_failing_model_fails_every_request_in_the_batch() -> None:
+    def broken(inputs: list[Any]) -> list[dict[str, Any]]:
+        raise RuntimeError("model crashed")
+
+    batcher = Batcher(broken, BatchingConfig(max_batch_size=8, max_wait_ms=20))
+
+    async def main() -> list[Any]:
+        outcomes: list[Any] = await asyncio.gather(
+            *(batcher.submit([i]) for i in range(3)), return_exceptions=True
+        )
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
