@@ -61,8 +61,9 @@ class OnnxEncoder:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        # One process per machine serves the model: use every core for each batch.
-        options.intra_op_num_threads = os.cpu_count() or 1
+        # Leave one core to the HTTP event loop that parses requests and gathers batches: on a
+        # 2-core machine this doubled requests/s under load (benchmarks/serve_bench.py).
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 2) - 1)
         options.inter_op_num_threads = 1
         self._bytes = model_bytes
         self._session = ort.InferenceSession(
