@@ -146,3 +146,39 @@ def test_metrics_expose_requests_latency_batches_and_queue(client: TestClient) -
     assert 'forgeline_request_seconds_count{endpoint="predict",model="demo"} 2.0' in text
     assert 'forgeline_batch_size_sum{model="demo"} 2.0' in text
     assert 'forgeline_queue_depth{model="demo"} 0.0' in text
+
+
+def test_overload_answers_503_with_retry_after(
+    tmp_path: Path, untrained_classifier: TextClassifier
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from forgeline.config.schema import BatchingConfig
+
+    registry = ModelRegistry(tmp_path / "models")
+    registry.publish(
+        "demo",
+        untrained_classifier,
+        config_yaml="",
+        data_fingerprint={"sha256": "0" * 64, "files": {}},
+        base_model="minilm-l6",
+    )
+    tight = ServeConfig(batching=BatchingConfig(max_batch_size=1, max_wait_ms=0, max_queue=1))
+    with TestClient(create_app(registry, tight)) as test_client:
+        deadline = time.monotonic() + 30
+        while test_client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        long_text = "where is my parcel " * 20
+
+        def call(_: int) -> tuple[int, str | None, dict[str, object]]:
+            response = test_client.post("/v1/models/demo/predict", json={"inputs": [long_text]})
+            return response.status_code, response.headers.get("retry-after"), response.json()
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            outcomes = list(pool.map(call, range(48)))
+    statuses = [status for status, _, _ in outcomes]
+    assert 200 in statuses and 503 in statuses
+    refused = [(after, body) for status, after, body in outcomes if status == 503]
+    assert all(after == "1" for after, _ in refused)
+    assert "max_queue=1" in str(refused[0][1]["error"])
