@@ -109,3 +109,22 @@ def test_mostly_numeric_column_with_a_typo_is_reported(tmp_path: Path) -> None:
         and "row 8 (line 9)" in notice
         and "data.columns.income: numeric" in notice
     )
+
+
+def test_test_set_target_value_unseen_in_training(tmp_path: Path) -> None:
+    yaml_text = TABULAR_YAML + "  validation: data/test.csv\n  test: data/test.csv\n"
+    test = credit_frame(40)
+    test.loc[3, "default"] = "maybe"
+    config = write_project(
+        tmp_path,
+        yaml_text,
+        {
+            "data/train.csv": credit_frame(100).to_csv(index=False),
+            "data/test.csv": test.to_csv(index=False),
+        },
+    )
+    with pytest.raises(
+        DataError,
+        match=r"test\.csv, column 'default': unexpected value 'maybe'; the training data has 'yes' and 'no'",
+    ):
+        TabularClassifier.prepare_data(load_project(config))

@@ -31,7 +31,8 @@ class Features:
     notices: list[str]
 
 
-def _event_value(values: list[str], data: TabularDataConfig, where: str) -> str:
+def _target_classes(values: list[str], data: TabularDataConfig, where: str) -> tuple[str, str]:
+    """(event, non-event): the target value to predict and the other one."""
     distinct = sorted(set(values))
     if data.positive is not None:
         if data.positive not in distinct:
@@ -41,7 +42,8 @@ def _event_value(values: list[str], data: TabularDataConfig, where: str) -> str:
             )
         if len(distinct) > 2:
             raise DataError(f"{where}: binary target needed, found {len(distinct)} values")
-        return data.positive
+        others = [v for v in distinct if v != data.positive]
+        return data.positive, others[0] if others else f"not {data.positive}"
     if len(distinct) != 2:
         raise DataError(
             f"{where}: a binary target needs exactly 2 values, found {len(distinct)}: "
@@ -50,16 +52,14 @@ def _event_value(values: list[str], data: TabularDataConfig, where: str) -> str:
     lowered = {v.lower(): v for v in distinct}
     for event, other in KNOWN_EVENTS.items():
         if set(lowered) == {event, other}:
-            return lowered[event]
+            return lowered[event], lowered[other]
     raise DataError(
         f"{where}: cannot tell which of {distinct[0]!r} and {distinct[1]!r} is the event; "
         "set data.positive"
     )
 
 
-def _with_event(
-    table: Table, data: TabularDataConfig, event: str | None
-) -> tuple[pd.DataFrame, str]:
+def _target_values(table: Table, data: TabularDataConfig) -> list[str]:
     frame = table.frame
     if data.target not in frame.columns:
         raise DataError(
@@ -71,18 +71,26 @@ def _with_event(
     if missing:
         more = f" (and {len(missing) - _MAX_LISTED} more)" if len(missing) > _MAX_LISTED else ""
         raise DataError("missing target value at " + "; ".join(missing[:_MAX_LISTED]) + more)
-    values = [v for v in raw if v is not None]
-    event = event or _event_value(values, data, f"{table.source}, column '{data.target}'")
-    unknown = sorted(set(values) - {event} - set(_other_values(values, event)))
+    return [v for v in raw if v is not None]
+
+
+def _with_event(
+    table: Table, data: TabularDataConfig, classes: tuple[str, str] | None
+) -> tuple[pd.DataFrame, tuple[str, str]]:
+    """The table with the target replaced by EVENT; ``classes`` come from the training data,
+    or are determined here when this is the training data."""
+    values = _target_values(table, data)
+    where = f"{table.source}, column '{data.target}'"
+    classes = classes or _target_classes(values, data, where)
+    unknown = sorted(set(values) - set(classes))
     if unknown:
-        raise DataError(f"{table.source}, column '{data.target}': unexpected value {unknown[0]!r}")
-    prepared = frame.drop(columns=[data.target]).copy()
-    prepared[EVENT] = [int(v == event) for v in values]
-    return prepared, event
-
-
-def _other_values(values: list[str], event: str) -> list[str]:
-    return [v for v in set(values) if v != event]
+        raise DataError(
+            f"{where}: unexpected value {unknown[0]!r}; the training data has "
+            f"{classes[0]!r} and {classes[1]!r}"
+        )
+    prepared = table.frame.drop(columns=[data.target]).copy()
+    prepared[EVENT] = [int(v == classes[0]) for v in values]
+    return prepared, classes
 
 
 def _check_named_columns(columns: list[str], data: TabularDataConfig, source: str) -> None:
@@ -157,11 +165,11 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     tables = {role: read_table(path) for role, path in files.items()}
     for table in tables.values():
         _check_named_columns(list(table.frame.columns), data, str(table.source))
-    train_frame, event = _with_event(tables["train"], data, None)
+    train_frame, classes = _with_event(tables["train"], data, None)
     frames = {"train": train_frame}
     for role in ("validation", "test"):
         if role in tables:
-            frames[role], _ = _with_event(tables[role], data, event)
+            frames[role], _ = _with_event(tables[role], data, classes)
     for table in tables.values():
         check_bands(table, data.bands)
     features = select_features(Table(train_frame, tables["train"].source), data)
@@ -169,7 +177,7 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     warnings = list(features.notices)
     share = float(frames["train"][EVENT].mean())
     warnings.append(
-        f"target '{data.target}': event '{event}' in {share:.1%} of training rows"
+        f"target '{data.target}': event '{classes[0]}' in {share:.1%} of training rows"
         + (
             " (rare: class weights and PR-AUC matter more than accuracy)"
             if share < RARE_EVENT_SHARE
@@ -186,9 +194,8 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     )
 
 
-def event_value(project: Project) -> str:
-    """The target value that is the event, for the model card and predictions."""
+def target_classes(project: Project) -> tuple[str, str]:
+    """(event, non-event) target values, for predictions and the model card."""
     config = project.config_for(TabularClassificationConfig)
     table = read_table(project.data_files()["train"])
-    values = [str(v).strip() for v in table.frame[config.data.target] if not is_missing(v)]
-    return _event_value(values, config.data, str(table.source))
+    return _target_classes(_target_values(table, config.data), config.data, str(table.source))

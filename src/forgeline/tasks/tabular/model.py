@@ -22,7 +22,12 @@ from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.tabular.calibration import Calibrator, brier, choose_calibrator
 from forgeline.tasks.tabular.columns import Column, check_input_row, convert
-from forgeline.tasks.tabular.data import EVENT, event_value, prepare_tabular_data, select_features
+from forgeline.tasks.tabular.data import (
+    EVENT,
+    prepare_tabular_data,
+    select_features,
+    target_classes,
+)
 from forgeline.tasks.tabular.estimators import Estimator, GradientBoosting, Logistic, Matrix
 from forgeline.tasks.tabular.scorecard import points
 
@@ -198,12 +203,12 @@ class TabularClassifier:
         else:
             threshold = float(config.decision.threshold)
         metrics["decision_threshold"] = threshold
-        event = event_value(project)
+        event, non_event = target_classes(project)
         settings = TabularSettings(
             columns=columns,
             target=config.data.target,
             event=event,
-            non_event=_non_event_value(project, event),
+            non_event=non_event,
             threshold=threshold,
             above=config.decision.above,
             below=config.decision.below,
@@ -392,13 +397,3 @@ def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> Matrix:
     return np.column_stack(
         [convert(c, frame[c.name].reset_index(drop=True)).to_numpy() for c in columns]
     )
-
-
-def _non_event_value(project: Project, event: str) -> str:
-    from forgeline.data import read_table
-    from forgeline.data.values import is_missing
-
-    config = project.config_for(TabularClassificationConfig)
-    values = read_table(project.data_files()["train"]).frame[config.data.target]
-    others = sorted({str(v).strip() for v in values if not is_missing(v)} - {event})
-    return others[0] if others else f"not {event}"
