@@ -131,3 +131,16 @@ def test_evaluation_has_the_credit_metrics(fitted: tuple[TabularClassifier, Proj
     }
     titles = {s.title for s in evaluation.sections}
     assert {"Model comparison", "Calibration", "Score distribution", "Fairness"} <= titles
+
+
+def test_file_inputs_name_file_row_and_column(fitted: tuple[TabularClassifier, Project]) -> None:
+    import pandas as pd
+
+    from forgeline.errors import InputError
+
+    model, _ = fitted
+    frame = pd.DataFrame([APPLICANT, {**APPLICANT, "late_payments": "many"}])
+    with pytest.raises(
+        InputError, match=r"^in\.csv, row 2, column 'late_payments': expected a number, got 'many'$"
+    ):
+        model.inputs_from_table(frame, "in.csv")

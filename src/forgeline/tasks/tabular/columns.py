@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -74,35 +75,50 @@ def convert(column: Column, values: pd.Series) -> pd.Series:
     )
 
 
-def check_input_row(index: int, row: Any, columns: list[Column]) -> None:
+Locate = Callable[[str | None], str]
+"""Where an input (field None) or one of its fields is, for error messages."""
+
+
+def request_location(index: int) -> Locate:
+    return lambda field: f"inputs[{index}]" + (f".{field}" if field else "")
+
+
+def file_location(source: str, position: int) -> Locate:
+    return lambda field: f"{source}, row {position + 1}" + (f", column '{field}'" if field else "")
+
+
+def check_input_row(
+    index: int, row: Any, columns: list[Column], locate: Locate | None = None
+) -> None:
     """Reject a prediction input that does not match the training schema, naming the field."""
+    where = locate or request_location(index)
     if not isinstance(row, dict):
         raise InputError(
-            f"inputs[{index}]: expected an object of feature values, got {type(row).__name__}"
+            f"{where(None)}: expected an object of feature values, got {type(row).__name__}"
         )
     expected = {c.name: c for c in columns}
     missing = [name for name in expected if name not in row]
     if len(missing) == 1:
-        raise InputError(f"inputs[{index}].{missing[0]}: required field is missing")
+        raise InputError(f"{where(missing[0])}: required field is missing")
     if missing:
-        raise InputError(f"inputs[{index}]: required fields are missing: {', '.join(missing)}")
+        raise InputError(f"{where(None)}: required fields are missing: {', '.join(missing)}")
     extra = [name for name in row if name not in expected]
     if extra:
         raise InputError(
-            f"inputs[{index}].{extra[0]}: unknown field; expected fields are {', '.join(expected)}"
+            f"{where(extra[0])}: unknown field; expected fields are {', '.join(expected)}"
         )
     for name, value in row.items():
         column = expected[name]
         if is_missing(value):
             continue  # null, blank and NA are missing values, which the models handle
         if column.kind == "numeric" and (isinstance(value, bool) or parse_number(value) is None):
-            raise InputError(f"inputs[{index}].{name}: expected a number, got {value!r}")
+            raise InputError(f"{where(name)}: expected a number, got {value!r}")
         if column.kind == "boolean" and parse_boolean(value) is None:
-            raise InputError(f"inputs[{index}].{name}: expected true or false, got {value!r}")
+            raise InputError(f"{where(name)}: expected true or false, got {value!r}")
         if column.kind == "categorical" and (
             isinstance(value, bool | list | dict) or category_key(value) not in column.categories
         ):
             raise InputError(
-                f"inputs[{index}].{name}: unknown category {value!r}; expected one of "
+                f"{where(name)}: unknown category {value!r}; expected one of "
                 f"{', '.join(column.categories)}"
             )

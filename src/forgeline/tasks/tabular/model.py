@@ -21,7 +21,7 @@ from forgeline.data import Table
 from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.tabular.calibration import Calibrator, brier, choose_calibrator
-from forgeline.tasks.tabular.columns import Column, check_input_row, convert
+from forgeline.tasks.tabular.columns import Column, check_input_row, convert, file_location
 from forgeline.tasks.tabular.data import (
     EVENT,
     prepare_tabular_data,
@@ -294,14 +294,7 @@ class TabularClassifier:
             frame[names].astype(object).where(frame[names].notna(), None).to_dict(orient="records")
         )
         for position, row in enumerate(rows):
-            try:
-                check_input_row(position, row, self.settings.columns)
-            except InputError as exc:
-                detail = str(exc).split(": ", 1)[-1]
-                field = str(exc).split(": ", 1)[0].split(".", 1)[-1]
-                raise InputError(
-                    f"{source}, row {position + 1}, column '{field}': {detail}"
-                ) from None
+            check_input_row(position, row, self.settings.columns, file_location(source, position))
         return rows
 
     def parse_cli_input(self, text: str) -> Any:
@@ -312,9 +305,12 @@ class TabularClassifier:
                 f"expected a JSON object of feature values, e.g. '{{\"age\": 30}}': {exc.msg}"
             ) from None
 
-    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+    def _features(self, inputs: Sequence[Any]) -> Matrix:
         frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])
-        features = features_matrix(frame, self.settings.columns)
+        return features_matrix(frame, self.settings.columns)
+
+    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        features = self._features(inputs)
         probability = self.main.probability(features)
         scores = points(probability, self.settings.scorecard)
         contributions, _ = self.main.estimator.contributions(features)
@@ -344,8 +340,7 @@ class TabularClassifier:
         )
 
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
-        frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])
-        features = features_matrix(frame, self.settings.columns)
+        features = self._features(inputs)
         contributions, base = self.main.estimator.contributions(features)
         margin = self.main.estimator.margin(features)
         return [
@@ -360,7 +355,7 @@ class TabularClassifier:
                     for c, v in zip(self.settings.columns, contributions[row], strict=True)
                 },
             }
-            for row in range(len(frame))
+            for row in range(len(features))
         ]
 
     def evaluate(self, data: pd.DataFrame) -> Evaluation:
