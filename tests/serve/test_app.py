@@ -15,22 +15,31 @@ from forgeline.serve import create_app
 from forgeline.tasks.text_classification import TextClassifier
 
 
-@pytest.fixture
-def client(tmp_path: Path, untrained_classifier: TextClassifier) -> Iterator[TestClient]:
+def _registry_with(tmp_path: Path, model: TextClassifier) -> ModelRegistry:
     registry = ModelRegistry(tmp_path / "models")
     registry.publish(
         "demo",
-        untrained_classifier,
+        model,
         config_yaml="",
         data_fingerprint={"sha256": "0" * 64, "files": {}},
         base_model="minilm-l6",
     )
+    return registry
+
+
+def _wait_until_ready(test_client: TestClient) -> None:
+    deadline = time.monotonic() + 30
+    while test_client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "models did not load"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def client(tmp_path: Path, untrained_classifier: TextClassifier) -> Iterator[TestClient]:
+    registry = _registry_with(tmp_path, untrained_classifier)
     limits = LimitsConfig(max_inputs_per_request=3, max_input_chars=50, max_body_bytes=2048)
     with TestClient(create_app(registry, ServeConfig(limits=limits))) as test_client:
-        deadline = time.monotonic() + 30
-        while test_client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "models did not load"
-            time.sleep(0.05)
+        _wait_until_ready(test_client)
         yield test_client
 
 
@@ -155,20 +164,10 @@ def test_overload_answers_503_with_retry_after(
 
     from forgeline.config.schema import BatchingConfig
 
-    registry = ModelRegistry(tmp_path / "models")
-    registry.publish(
-        "demo",
-        untrained_classifier,
-        config_yaml="",
-        data_fingerprint={"sha256": "0" * 64, "files": {}},
-        base_model="minilm-l6",
-    )
+    registry = _registry_with(tmp_path, untrained_classifier)
     tight = ServeConfig(batching=BatchingConfig(max_batch_size=1, max_wait_ms=0, max_queue=1))
     with TestClient(create_app(registry, tight)) as test_client:
-        deadline = time.monotonic() + 30
-        while test_client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_until_ready(test_client)
         long_text = "where is my parcel " * 20
 
         def call(_: int) -> tuple[int, str | None, dict[str, object]]:

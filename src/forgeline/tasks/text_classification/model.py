@@ -253,12 +253,22 @@ class TextClassifier:
 
     def with_encoder(self, encoder: Encoder) -> TextClassifier:
         """The same classifier (labels, threshold, settings) running on another runtime."""
-        return replace_encoder(self, encoder)
+        return self._copy(encoder, self._training_metrics)
 
     def with_metrics(self, metrics: dict[str, Any]) -> TextClassifier:
-        copy = replace_encoder(self, self.encoder)
-        copy._training_metrics = dict(metrics)
-        return copy
+        return self._copy(self.encoder, metrics)
+
+    def _copy(self, encoder: Encoder, metrics: dict[str, Any]) -> TextClassifier:
+        return TextClassifier(
+            encoder,
+            self._tokenizer,
+            self.labels,
+            self._max_length,
+            self.fallback,
+            dict(metrics),
+            self._text_column,
+            self.audit,
+        )
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float32]:
         return class_probabilities(
@@ -278,16 +288,3 @@ class TextClassifier:
 
 
 __all__ = ["LABEL", "TEXT", "Fallback", "TextClassifier"]
-
-
-def replace_encoder(model: TextClassifier, encoder: Encoder) -> TextClassifier:
-    return TextClassifier(
-        encoder,
-        model.tokenizer,
-        model.labels,
-        model._max_length,
-        model.fallback,
-        model.training_metrics,
-        model._text_column,
-        model.audit,
-    )

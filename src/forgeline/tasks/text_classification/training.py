@@ -118,7 +118,7 @@ def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     }
 
 
-def _device(choice: str) -> bool:
+def _use_cpu(choice: str) -> bool:
     """Whether to run on the CPU only."""
     if choice == "cuda" and not torch.cuda.is_available():
         from forgeline.errors import ConfigError
@@ -176,7 +176,7 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
             report_to=[],
             seed=settings.seed,
             data_seed=settings.seed,
-            use_cpu=_device(settings.device),
+            use_cpu=_use_cpu(settings.device),
             dataloader_num_workers=0,
         )
         trainer = Trainer(
