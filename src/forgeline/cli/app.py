@@ -13,14 +13,23 @@ import shutil
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
 from forgeline import __version__
+from forgeline.cli.output import (
+    console,
+    describe_prediction,
+    err_console,
+    flat_for_file,
+    metric_rows,
+    metrics_table,
+    notify,
+    warn,
+)
 from forgeline.config import PROJECT_CONFIG
 from forgeline.config.load import PROJECT_FILE, Project, load_project
 from forgeline.config.schema import NAME_PATTERN
@@ -59,8 +68,6 @@ def _main(
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 ConfigOption = Annotated[
     Path | None,
@@ -71,23 +78,6 @@ VersionOption = Annotated[
     typer.Option("--model-version", "-m", help="Model version, e.g. v2 (default: latest)."),
 ]
 TEMPLATES = ("text-classification", "tabular-classification")
-
-
-def _notify(message: str) -> None:
-    console.print(escape(message))
-
-
-def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}")
-
-
-def _metrics_table(title: str, rows: list[tuple[str, str]]) -> RichTable:
-    table = RichTable(title=title, show_header=False, title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
 
 
 @app.command()
@@ -136,13 +126,13 @@ def train(config: ConfigOption = None) -> None:
     task = get_task(project.config.task)
     data = task.prepare_data(project)
     for warning in data.warnings:
-        _warn(warning)
+        warn(warning)
     console.print(
         f"Training {project.config.task} '{project.config.name}' on {len(data.train)} examples "
         f"(validation {len(data.validation)}, test {len(data.test)}), "
         f"base model {project.config.base}"
     )
-    model = task.fit(project, data, _notify)
+    model = task.fit(project, data, notify)
     version = ModelRegistry(project.registry_dir).publish(
         project.config.name,
         model,
@@ -150,11 +140,7 @@ def train(config: ConfigOption = None) -> None:
         data_fingerprint=data.fingerprint,
         base_model=project.config.base,
     )
-    rows = [
-        (k, f"{v:.4f}" if isinstance(v, float) else str(v))
-        for k, v in model.training_metrics.items()
-    ]
-    console.print(_metrics_table("Validation", rows))
+    console.print(metrics_table("Validation", metric_rows(model.training_metrics, ".4f")))
     console.print(f"Registered {version.name} {version.version} at {version.path}")
 
 
@@ -176,15 +162,15 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
     loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
     data = get_task(loaded.version.manifest["task"]).prepare_data(project)
     for warning in data.warnings:
-        _warn(warning)
+        warn(warning)
     if data.fingerprint["sha256"] != loaded.version.manifest["data_fingerprint"]["sha256"]:
-        _warn(
+        warn(
             "the data changed since this model was trained; the test split may differ from "
             "the one held out in training"
         )
     evaluation = loaded.model.evaluate(data.test)
     for warning in evaluation.warnings:
-        _warn(warning)
+        warn(warning)
     out = loaded.version.evaluation_dir
     out.mkdir(exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2), encoding="utf-8")
@@ -193,7 +179,7 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
         evaluation, report, title=f"{loaded.version.name} {loaded.version.version}: test evaluation"
     )
     console.print(
-        _metrics_table(
+        metrics_table(
             f"Test set ({loaded.version.name} {loaded.version.version})", evaluation.summary
         )
     )
@@ -211,7 +197,7 @@ def compress(config: ConfigOption = None, version: VersionOption = "latest") -> 
     registry = ModelRegistry(project.registry_dir)
     source = registry.load(project.config.name, version)
     data = get_task(source.version.manifest["task"]).prepare_data(project)
-    compressed, report = source.model.compress(project, data, _notify)
+    compressed, report = source.model.compress(project, data, notify)
     manifest = source.version.manifest
     published = registry.publish(
         project.config.name,
@@ -221,8 +207,7 @@ def compress(config: ConfigOption = None, version: VersionOption = "latest") -> 
         base_model=manifest["base_model"],
         derived_from=source.version.version,
     )
-    rows = [(k, f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in report.items()]
-    console.print(_metrics_table(f"Compressed {source.version.version}", rows))
+    console.print(metrics_table(f"Compressed {source.version.version}", metric_rows(report, ".4g")))
     console.print(
         f"Registered {published.name} {published.version} (now latest); roll back with "
         f"`forgeline models promote {source.version.version}`"
@@ -271,7 +256,7 @@ def predict(
 
         # Keep the input file's columns (ids and all) so results join back to it.
         given = source if source is not None else pd.DataFrame({"input": items})
-        predicted = pd.DataFrame([_flat(p, output.suffix) for p in predictions])
+        predicted = pd.DataFrame([flat_for_file(p, output.suffix) for p in predictions])
         overlap = set(predicted.columns) & set(given.columns)
         predicted = predicted.rename(columns={c: f"predicted_{c}" for c in overlap})
         write_table(pd.concat([given.reset_index(drop=True), predicted], axis=1), output)
@@ -281,37 +266,7 @@ def predict(
         if as_json:
             sys.stdout.write(json.dumps({"input": item, **prediction}) + "\n")
             continue
-        console.print(f"{escape(str(item))}\n  → {_describe(prediction)}")
-
-
-def _describe(prediction: dict[str, Any]) -> str:
-    """One line for a person: the label, then each other field, nested ones summarised."""
-    parts = [f"[bold]{escape(str(prediction['label']))}[/bold]"]
-    for key, value in prediction.items():
-        if key == "label":
-            continue
-        if isinstance(value, dict):  # e.g. probabilities per label: the top three
-            top = sorted(value.items(), key=lambda kv: -kv[1])[:3]
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in top)
-        elif isinstance(value, list):  # e.g. reason codes
-            shown = ", ".join(
-                f"{r.get('feature')}={r.get('value')}" if isinstance(r, dict) else str(r)
-                for r in value
-            )
-            shown = shown or "none"
-        elif isinstance(value, float):
-            shown = f"{value:.4g}"
-        else:
-            shown = str(value)
-        parts.append(f"{key}: {escape(shown)}")
-    return "   ".join(parts)
-
-
-def _flat(prediction: dict[str, Any], suffix: str) -> dict[str, Any]:
-    """CSV cells hold scalars, so nested values (probabilities) become JSON text there."""
-    if suffix.lower() != ".csv":
-        return prediction
-    return {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in prediction.items()}
+        console.print(f"{escape(str(item))}\n  → {describe_prediction(prediction)}")
 
 
 @app.command()
@@ -360,7 +315,7 @@ def config_check(config: ConfigOption = None) -> None:
     project = load_project(config)
     data = get_task(project.config.task).prepare_data(project)
     for warning in data.warnings:
-        _warn(warning)
+        warn(warning)
     console.print(
         f"{project.config_file}: OK ({project.config.task} '{project.config.name}', "
         f"{len(data.train)} training, {len(data.validation)} validation, {len(data.test)} test rows)"
