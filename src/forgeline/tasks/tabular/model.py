@@ -309,11 +309,18 @@ class TabularClassifier:
         frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])
         return features_matrix(frame, self.settings.columns)
 
+    def _explained(
+        self, inputs: Sequence[Any]
+    ) -> tuple[Matrix, NDArray[np.float64], NDArray[np.float64]]:
+        """Per row: feature contributions, base value and calibrated probability. The margin
+        is the contributions' sum plus the base value, so the model runs once, not twice."""
+        contributions, base = self.main.estimator.contributions(self._features(inputs))
+        probability = self.main.calibrator.probability(contributions.sum(axis=1) + base)
+        return contributions, base, probability
+
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
-        features = self._features(inputs)
-        probability = self.main.probability(features)
+        contributions, _, probability = self._explained(inputs)
         scores = points(probability, self.settings.scorecard)
-        contributions, _ = self.main.estimator.contributions(features)
         predictions = []
         for row, p in enumerate(probability):
             predictions.append(
@@ -340,22 +347,19 @@ class TabularClassifier:
         )
 
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
-        features = self._features(inputs)
-        contributions, base = self.main.estimator.contributions(features)
-        margin = self.main.estimator.margin(features)
+        contributions, base, probability = self._explained(inputs)
+        margin = contributions.sum(axis=1) + base
         return [
             {
                 "base_value": round(float(base[row]), 6),
                 "margin": round(float(margin[row]), 6),
-                "probability": round(
-                    float(self.main.calibrator.probability(margin[row : row + 1])[0]), 6
-                ),
+                "probability": round(float(probability[row]), 6),
                 "contributions": {
                     c.name: round(float(v), 6)
                     for c, v in zip(self.settings.columns, contributions[row], strict=True)
                 },
             }
-            for row in range(len(features))
+            for row in range(len(base))
         ]
 
     def evaluate(self, data: pd.DataFrame) -> Evaluation:
