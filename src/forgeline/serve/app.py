@@ -26,7 +26,7 @@ from forgeline.config.schema import ServeConfig
 from forgeline.errors import ForgelineError, InputError, NotSupportedError
 from forgeline.registry import LoadedModel, ModelRegistry
 from forgeline.serve.batching import Batcher, Overloaded
-from forgeline.serve.limits import BodySizeLimit
+from forgeline.serve.limits import BodySizeLimit, error_body
 from forgeline.serve.metrics import ServerMetrics
 
 log = logging.getLogger("forgeline.serve")
@@ -85,11 +85,12 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        error_body(code, message),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
     )
 
 
@@ -147,16 +148,16 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(_: Request, exc: ApiError) -> Response:
         return _error(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         if errors and errors[0]["type"] == "json_invalid":
             position = errors[0]["loc"][-1]

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def error_body(code: str, message: str) -> bytes:
+    """Every error the server sends, here and in the app, has this one JSON shape."""
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
