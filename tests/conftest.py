@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from forgeline.db import Database
 from forgeline.tasks.text_classification.model import Fallback, TextClassifier
 from forgeline.tasks.text_classification.runtime import TorchEncoder
+from tests.databases import database_urls, disposable_database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(params=database_urls())
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty database: a SQLite file, and PostgreSQL when one answers."""
+    with disposable_database(request.param, tmp_path) as url:
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.dispose()
+
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TEMPLATE_DATA = (

@@ -39,6 +39,19 @@ def free_port() -> int:
         return port
 
 
+def create_key(project: Path, *args: str) -> str:
+    """A new API key from `forgeline keys create`, which prints just the key on stdout."""
+    return run_cli("keys", "create", *args, cwd=project).stdout.strip()
+
+
+@contextmanager
+def api_client(project: Path) -> Iterator[httpx.Client]:
+    """An HTTP client that sends a fresh key of a tenant on the example's `pro` plan."""
+    key = create_key(project, "--tenant", "e2e", "--plan", "pro")
+    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        yield client
+
+
 @contextmanager
 def running_server(project: Path, timeout: float = 120) -> Iterator[str]:
     """Start `forgeline serve` on a free port and yield its base URL once it is ready."""

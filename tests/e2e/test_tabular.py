@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.conftest import run_cli, running_server
+from tests.e2e.conftest import api_client, run_cli, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -66,33 +65,33 @@ def test_cli_predict_json_input(credit_project: Path) -> None:
 
 
 def test_server_predicts_explains_and_rejects_bad_fields(credit_project: Path) -> None:
-    with running_server(credit_project) as base:
-        [info] = httpx.get(f"{base}/v1/models").json()
+    with running_server(credit_project) as base, api_client(credit_project) as api:
+        [info] = api.get(f"{base}/v1/models").json()
         schema = info["input_schema"]
         assert set(schema["required"]) == set(APPLICANT)
         assert schema["properties"]["home_ownership"]["enum"] == ["mortgage", "own", "rent", None]
         url = f"{base}/v1/models/credit"
-        response = httpx.post(f"{url}/predict", json={"inputs": [APPLICANT]}, timeout=30)
+        response = api.post(f"{url}/predict", json={"inputs": [APPLICANT]}, timeout=30)
         assert response.status_code == 200
         [prediction] = response.json()["predictions"]
         assert set(prediction) == {"label", "probability", "score", "decision", "reason_codes"}
         assert prediction["reason_codes"] and prediction["reason_codes"][0]["feature"] in APPLICANT
 
-        explained = httpx.post(f"{url}/explain", json={"inputs": [APPLICANT]}, timeout=30).json()
+        explained = api.post(f"{url}/explain", json={"inputs": [APPLICANT]}, timeout=30).json()
         [explanation] = explained["explanations"]
         assert set(explanation["contributions"]) == set(APPLICANT)
 
-        wrong_type = httpx.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "age": "old"}]})
+        wrong_type = api.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "age": "old"}]})
         assert wrong_type.status_code == 422
         assert (
             wrong_type.json()["error"]["message"] == "inputs[0].age: expected a number, got 'old'"
         )
 
-        extra = httpx.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "zip": "10115"}]})
+        extra = api.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "zip": "10115"}]})
         assert extra.status_code == 422
         assert extra.json()["error"]["message"].startswith("inputs[0].zip: unknown field")
 
         missing = {k: v for k, v in APPLICANT.items() if k != "income"}
-        absent = httpx.post(f"{url}/predict", json={"inputs": [missing]})
+        absent = api.post(f"{url}/predict", json={"inputs": [missing]})
         assert absent.status_code == 422
         assert absent.json()["error"]["message"] == "inputs[0].income: required field is missing"

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import run_cli, running_server
+from tests.e2e.conftest import api_client, run_cli, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -73,35 +73,31 @@ def test_predict_texts_and_files(trained_project: Path, tmp_path: Path) -> None:
 
 
 def test_server_over_http(trained_project: Path) -> None:
-    with running_server(trained_project) as base:
+    with running_server(trained_project) as base, api_client(trained_project) as api:
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        [model] = httpx.get(f"{base}/v1/models").json()
+        [model] = api.get(f"{base}/v1/models").json()
         assert model["name"] == "support"
 
         texts = ["I lost my debit card", "send 50 dollars to my mom", "tell me a joke"]
-        response = httpx.post(
-            f"{base}/v1/models/support/predict", json={"inputs": texts}, timeout=30
-        )
+        response = api.post(f"{base}/v1/models/support/predict", json={"inputs": texts}, timeout=30)
         assert response.status_code == 200
         predictions = response.json()["predictions"]
         assert [p["label"] for p in predictions] == ["lost_card", "transfer_money", "other"]
         assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-3 for p in predictions)
 
-        too_many = httpx.post(f"{base}/v1/models/support/predict", json={"inputs": ["a"] * 5})
+        too_many = api.post(f"{base}/v1/models/support/predict", json={"inputs": ["a"] * 5})
         assert too_many.status_code == 422
         assert "max_inputs_per_request=4" in too_many.json()["error"]["message"]
 
-        too_long = httpx.post(f"{base}/v1/models/support/predict", json={"inputs": ["a" * 201]})
+        too_long = api.post(f"{base}/v1/models/support/predict", json={"inputs": ["a" * 201]})
         assert too_long.status_code == 422
         assert "max_input_chars=200" in too_long.json()["error"]["message"]
 
-        huge = httpx.post(
-            f"{base}/v1/models/support/predict", content=b"{" + b" " * 2_000_000 + b"}"
-        )
+        huge = api.post(f"{base}/v1/models/support/predict", content=b"{" + b" " * 2_000_000 + b"}")
         assert huge.status_code == 413
         assert "max_body_bytes" in huge.json()["error"]["message"]
 
-        not_json = httpx.post(
+        not_json = api.post(
             f"{base}/v1/models/support/predict",
             content=b"not json",
             headers={"content-type": "application/json"},
@@ -109,7 +105,7 @@ def test_server_over_http(trained_project: Path) -> None:
         assert not_json.status_code == 400
         assert not_json.json()["error"]["code"] == "invalid_json"
 
-        not_yet = httpx.post(f"{base}/v1/models/support/explain", json={"inputs": ["hello"]})
+        not_yet = api.post(f"{base}/v1/models/support/explain", json={"inputs": ["hello"]})
         assert not_yet.status_code == 501
         assert not_yet.json()["error"]["code"] == "not_supported"
 
@@ -158,8 +154,8 @@ def test_compress_registers_an_onnx_version_and_rolls_back(trained_project: Path
     assert "model.onnx" in manifest["files"] and "model.safetensors" not in manifest["files"]
     card = (trained_project / "models/support/v2/MODEL_CARD.md").read_text()
     assert "latency_ms_after" in card and "size_mb_after" in card
-    with running_server(trained_project) as base:
-        response = httpx.post(
+    with running_server(trained_project) as base, api_client(trained_project) as api:
+        response = api.post(
             f"{base}/v1/models/support/predict", json={"inputs": ["I lost my debit card"]}
         )
         assert response.json()["version"] == "v2"

@@ -38,7 +38,7 @@ def _wait_until_ready(test_client: TestClient) -> None:
 def client(tmp_path: Path, untrained_classifier: TextClassifier) -> Iterator[TestClient]:
     registry = _registry_with(tmp_path, untrained_classifier)
     limits = LimitsConfig(max_inputs_per_request=3, max_input_chars=50, max_body_bytes=2048)
-    with TestClient(create_app(registry, ServeConfig(limits=limits))) as test_client:
+    with TestClient(create_app(registry, ServeConfig(auth=False, limits=limits))) as test_client:
         _wait_until_ready(test_client)
         yield test_client
 
@@ -165,7 +165,9 @@ def test_overload_answers_503_with_retry_after(
     from forgeline.config.schema import BatchingConfig
 
     registry = _registry_with(tmp_path, untrained_classifier)
-    tight = ServeConfig(batching=BatchingConfig(max_batch_size=1, max_wait_ms=0, max_queue=1))
+    tight = ServeConfig(
+        auth=False, batching=BatchingConfig(max_batch_size=1, max_wait_ms=0, max_queue=1)
+    )
     with TestClient(create_app(registry, tight)) as test_client:
         _wait_until_ready(test_client)
         long_text = "where is my parcel " * 20

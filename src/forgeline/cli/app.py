@@ -8,6 +8,7 @@ status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -20,6 +21,8 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from forgeline import __version__
+from forgeline.cli.billing import billing_app, keys_app, usage
+from forgeline.cli.options import ConfigOption
 from forgeline.cli.output import (
     console,
     describe_prediction,
@@ -67,12 +70,11 @@ def _main(
 
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
+app.add_typer(billing_app, name="billing")
+app.command()(usage)
 
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help=f"Project config (default: ./{PROJECT_FILE})."),
-]
 VersionOption = Annotated[
     str,
     typer.Option("--model-version", "-m", help="Model version, e.g. v2 (default: latest)."),
@@ -294,11 +296,24 @@ def serve(
     settings = project.config.serve
     bind_host = host if host is not None else settings.host
     bind_port = port if port is not None else settings.port
+    gateway = None
+    if settings.auth:
+        from forgeline.db import Database
+        from forgeline.serve.gateway import Gateway
+
+        db = Database.open(project.config.database.url, project.root)
+        redis_url = os.environ.get("FORGELINE_REDIS_URL") or project.config.redis.url
+        gateway = Gateway(db, project.config.billing, redis_url)
+        if not gateway.keys.list():
+            warn("no API keys yet: every /v1 call gets 401 until you run `forgeline keys create`")
     console.print(
         f"Serving {', '.join(registry.names())} on http://{bind_host}:{bind_port} "
-        f"(docs: http://{bind_host}:{bind_port}/docs)"
+        f"(docs: http://{bind_host}:{bind_port}/docs"
+        + (", API keys required" if gateway else ", no API keys: serve.auth is off")
+        + ")"
     )
-    uvicorn.run(create_app(registry, settings), host=bind_host, port=bind_port, log_level="info")
+    app_ = create_app(registry, settings, gateway=gateway)
+    uvicorn.run(app_, host=bind_host, port=bind_port, log_level="info")
 
 
 @config_app.command("schema")

@@ -7,10 +7,12 @@ directory of the config file and checks that they exist before any work starts.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -164,6 +166,13 @@ class BatchingConfig(_Section):
 class ServeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    auth: bool = Field(
+        True,
+        description=(
+            "Require an API key (Authorization: Bearer) on every /v1 call, and meter and bill "
+            "each call. Create keys with `forgeline keys create`. Off: open, unmetered API."
+        ),
+    )
     limits: LimitsConfig = LimitsConfig()
     batching: BatchingConfig = BatchingConfig()
     models: dict[str, BatchingConfig] = Field(
@@ -173,6 +182,93 @@ class ServeConfig(_Section):
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
+_MINOR_UNITS = 100  # cents: every price is stored as an integer number of minor currency units
+
+
+def _to_minor_units(value: Any) -> int:
+    """A price written in major units (49, "0.50") as exact integer minor units (4900, 50)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError('a price is a number of currency units, e.g. 49 or "0.50"')
+    try:
+        amount = Decimal(str(value)) * _MINOR_UNITS
+    except InvalidOperation:
+        raise ValueError(f"not a price: {value!r}") from None
+    if amount < 0 or amount != amount.to_integral_value():
+        raise ValueError(f"price {value} must be non-negative with at most 2 decimal places")
+    return int(amount)
+
+
+Price = Annotated[int, Field(ge=0)]
+"""Money in integer minor units (cents); written in forgeline.yaml in major units."""
+
+
+class PlanConfig(_Section):
+    """A plan a tenant subscribes to: what it costs, what it includes and how fast it may call."""
+
+    monthly_fee: Price = Field(0, description='Subscription fee per month, e.g. 49 or "49.00".')
+    included_units: int = Field(
+        0, ge=0, description="Units per month covered by the fee (a unit is one input predicted)."
+    )
+    overage_price: Price = Field(
+        0, description='Price of overage_per units beyond the included ones, e.g. "0.50".'
+    )
+    overage_per: int = Field(1000, ge=1, description="How many units overage_price buys.")
+    hard_cap: bool = Field(
+        False,
+        description="Refuse calls beyond included_units for the month (402) instead of billing.",
+    )
+    requests_per_second: float = Field(10, gt=0, description="Sustained request rate per key.")
+    burst: int | None = Field(
+        None, ge=1, description="Requests a key may make at once (default: 2 x rate, at least 1)."
+    )
+
+    @field_validator("monthly_fee", "overage_price", mode="before")
+    @classmethod
+    def _price(cls, value: Any) -> int:
+        return _to_minor_units(value)
+
+    @property
+    def bucket_size(self) -> int:
+        return self.burst if self.burst is not None else max(1, round(2 * self.requests_per_second))
+
+
+class BillingConfig(_Section):
+    currency: str = Field(
+        "USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code printed on invoices."
+    )
+    plans: dict[str, PlanConfig] = Field(
+        default_factory=dict,
+        description="Plans by name; `forgeline keys create --plan NAME` puts a tenant on one.",
+    )
+
+    @field_validator("plans")
+    @classmethod
+    def _plan_names(cls, plans: dict[str, PlanConfig]) -> dict[str, PlanConfig]:
+        for name in plans:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"plan name '{name}' must be lowercase letters, digits, . _ -")
+        return plans
+
+
+class DatabaseConfig(_Section):
+    url: str = Field(
+        "sqlite:///forgeline.db",
+        description=(
+            "SQLAlchemy URL of the database of keys and usage: a SQLite file (relative to this "
+            "file) or postgresql+psycopg://user@host/db. FORGELINE_DATABASE_URL overrides it."
+        ),
+    )
+
+
+class RedisConfig(_Section):
+    url: str | None = Field(
+        None,
+        description=(
+            "redis://host:port/db shared by several server processes so rate limits hold "
+            "across them. FORGELINE_REDIS_URL overrides it. Unset: limits per process."
+        ),
+    )
+
 
 class _ProjectBase(_Section):
     name: str = Field(
@@ -181,6 +277,9 @@ class _ProjectBase(_Section):
     )
     serve: ServeConfig = ServeConfig()
     registry: Path = Field(Path("models"), description="Directory of the model registry.")
+    billing: BillingConfig = BillingConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
     fairness_max_difference: float = Field(
         0.1,
         ge=0,

@@ -3,10 +3,14 @@
 Models load in a background thread so ``/healthz`` answers at once and ``/readyz`` tells a load
 balancer when predictions can be served. Predict requests go through an adaptive batcher
 per model (see :mod:`forgeline.serve.batching`), which calls the task's batch ``predict``.
+With a :class:`~forgeline.serve.gateway.Gateway`, every /v1 call needs an API key and is rate
+limited, quota-checked and metered (see :mod:`forgeline.serve.gateway`); the admin API under
+/admin/v1 manages keys, usage and invoices.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -14,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -25,9 +29,13 @@ from forgeline import __version__
 from forgeline.config.schema import ServeConfig
 from forgeline.errors import ForgelineError, InputError, NotSupportedError
 from forgeline.registry import LoadedModel, ModelRegistry
+from forgeline.serve.admin import admin_router
 from forgeline.serve.batching import Batcher, Overloaded
-from forgeline.serve.limits import BodySizeLimit, error_body
+from forgeline.serve.errors import ApiError, error_response
+from forgeline.serve.gateway import Call, Gateway, OpenCall
+from forgeline.serve.limits import BodySizeLimit
 from forgeline.serve.metrics import ServerMetrics
+from forgeline.serve.request_id import RequestId
 
 log = logging.getLogger("forgeline.serve")
 
@@ -77,23 +85,6 @@ class ModelInfo(BaseModel):
     input_schema: dict[str, Any] = Field(description="JSON Schema of one item of `inputs`.")
 
 
-class ApiError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        error_body(code, message),
-        status_code=status,
-        headers=headers,
-        media_type="application/json",
-    )
-
-
 class ModelStore:
     """The loaded models, filled by a background thread at startup."""
 
@@ -116,9 +107,27 @@ class ModelStore:
             log.error("cannot load models: %s", exc)
 
 
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No API key, or an invalid, revoked or expired one"},
+    403: {"description": "The key may not use this model or action"},
+    429: {"description": "Over the plan's rate limit (Retry-After)"},
+}
+METERED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    402: {"description": "A hard-capped plan's monthly quota is used up"},
+}
+
+
 def create_app(
-    registry: ModelRegistry, settings: ServeConfig, names: list[str] | None = None
+    registry: ModelRegistry,
+    settings: ServeConfig,
+    names: list[str] | None = None,
+    gateway: Gateway | None = None,
 ) -> FastAPI:
+    """The app; ``gateway`` is required when ``settings.auth`` is on and unused otherwise."""
+    if settings.auth and gateway is None:
+        raise ValueError("serve.auth is on: create_app needs a Gateway")
+    access = gateway if settings.auth else None
     store = ModelStore(registry, names)
     limits = settings.limits
     metrics = ServerMetrics()
@@ -137,7 +146,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=store.load_all, name="model-loader", daemon=True).start()
+        if access is not None:
+            access.start()
         yield
+        if access is not None:
+            await access.close()
 
     app = FastAPI(
         title="Forgeline",
@@ -146,29 +159,44 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(RequestId)  # added last, so outermost: even a 413 carries the id
+
+    def admitted(action: str | None) -> Any:
+        """A dependency giving the route its :class:`Call`: checked, rate-limited, metered."""
+
+        async def dependency(request: Request, name: str | None = None) -> Call:
+            if access is None:
+                return OpenCall()
+            return await access.admit(request, name, action)
+
+        return Depends(dependency)
+
+    any_call, predict_call, explain_call = admitted(None), admitted("predict"), admitted("explain")
+    if access is not None:
+        app.include_router(admin_router(access))
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return _error(exc.status, exc.code, exc.message, exc.headers)
+    async def _apierror_response(_: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _httperror_response(_: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         if errors and errors[0]["type"] == "json_invalid":
             position = errors[0]["loc"][-1]
-            return _error(
+            return error_response(
                 400, "invalid_json", f"request body is not valid JSON (at character {position})"
             )
         problems = []
         for item in errors:
             where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
             problems.append(f"{where}: {item['msg']}")
-        return _error(422, "invalid_request", "; ".join(problems))
+        return error_response(422, "invalid_request", "; ".join(problems))
 
     def get_model(name: str) -> LoadedModel:
         if not store.ready.is_set():
@@ -189,8 +217,10 @@ def create_app(
         status = "failed" if store.failure else "loading"
         return JSONResponse({"status": status, "detail": store.failure}, status_code=503)
 
-    @app.get("/v1/models", tags=["models"], response_model=list[ModelInfo])
-    def list_models() -> list[ModelInfo]:
+    @app.get(
+        "/v1/models", tags=["models"], response_model=list[ModelInfo], responses=AUTH_RESPONSES
+    )
+    def list_models(call: Call = any_call) -> list[ModelInfo]:
         if not store.ready.is_set():
             raise ApiError(503, "not_ready", store.failure or "models are still loading")
         return [
@@ -203,6 +233,7 @@ def create_app(
                 input_schema=loaded.model.input_schema(),
             )
             for name, loaded in sorted(store.models.items())
+            if call.may_use(name)
         ]
 
     @app.post(
@@ -210,28 +241,37 @@ def create_app(
         tags=["models"],
         response_model=PredictResponse,
         responses={
+            **METERED_RESPONSES,
             404: {"description": "No such model"},
             413: {"description": "Request body over max_body_bytes"},
             422: {"description": "Invalid inputs, or over max_inputs_per_request/max_input_chars"},
             503: {"description": "Models are still loading, or the queue is full (Retry-After)"},
         },
     )
-    async def predict(name: str, request: PredictRequest) -> PredictResponse:
+    async def predict(name: str, request: PredictRequest, call: Call = predict_call) -> Response:
         started = time.perf_counter()
         model_label = name if name in store.models else "unknown"
         status = 500
         try:
             loaded = checked(name, request)
-            try:
-                predictions = await batcher_for(name, loaded).submit(request.inputs)
-            except Overloaded as exc:
-                raise ApiError(
-                    503, "overloaded", f"server busy: {exc}; retry shortly", {"Retry-After": "1"}
-                ) from None
-            status = 200
-            return PredictResponse(
-                model=name, version=loaded.version.version, predictions=predictions
-            )
+
+            async def run() -> PredictResponse:
+                try:
+                    predictions = await batcher_for(name, loaded).submit(request.inputs)
+                except Overloaded as exc:
+                    raise ApiError(
+                        503,
+                        "overloaded",
+                        f"server busy: {exc}; retry shortly",
+                        {"Retry-After": "1"},
+                    ) from None
+                return PredictResponse(
+                    model=name, version=loaded.version.version, predictions=predictions
+                )
+
+            response = await call.respond(run, units=len(request.inputs), request=request)
+            status = response.status_code
+            return response
         except ApiError as exc:
             status = exc.status
             raise
@@ -248,20 +288,26 @@ def create_app(
         tags=["models"],
         response_model=ExplainResponse,
         responses={
+            **METERED_RESPONSES,
             404: {"description": "No such model"},
             422: {"description": "Invalid inputs"},
             501: {"description": "The model's task has no explanations yet"},
         },
     )
-    def explain(name: str, request: PredictRequest) -> ExplainResponse:
+    async def explain(name: str, request: PredictRequest, call: Call = explain_call) -> Response:
         loaded = checked(name, request)
-        try:
-            explanations = loaded.model.explain(request.inputs)
-        except NotSupportedError as exc:
-            raise ApiError(501, "not_supported", str(exc)) from None
-        return ExplainResponse(
-            model=name, version=loaded.version.version, explanations=explanations
-        )
+
+        async def run() -> ExplainResponse:
+            try:
+                # Attributions are heavy and not batched: off the event loop.
+                explanations = await asyncio.to_thread(loaded.model.explain, request.inputs)
+            except NotSupportedError as exc:
+                raise ApiError(501, "not_supported", str(exc)) from None
+            return ExplainResponse(
+                model=name, version=loaded.version.version, explanations=explanations
+            )
+
+        return await call.respond(run, units=len(request.inputs), request=request)
 
     def checked(name: str, request: PredictRequest) -> LoadedModel:
         """The named model, once the request is within limits and its inputs are valid."""

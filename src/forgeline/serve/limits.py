@@ -7,14 +7,9 @@ never holding more than the limit in memory.
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-def error_body(code: str, message: str) -> bytes:
-    """Every error the server sends, here and in the app, has this one JSON shape."""
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+from forgeline.serve.errors import error_body
 
 
 class BodySizeLimit:

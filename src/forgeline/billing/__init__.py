@@ -1,0 +1,1 @@
+"""Monetize: API keys, plans, rate limits, quotas, the usage ledger and invoices."""

@@ -1,0 +1,120 @@
+"""One :class:`Database` per process: the engine, its sessions and its migrations.
+
+SQLite (the default) runs in WAL mode so readers never wait for the ledger writer, with
+``synchronous=FULL`` so a committed usage record survives a crash of the process or the machine;
+the ledger commits in groups, which keeps the cost of that fsync small. Write transactions start
+with ``BEGIN IMMEDIATE`` to take SQLite's write lock up front: a deferred transaction that reads
+and then writes can fail with "database is locked" when another process writes in between.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from forgeline.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DATABASE_URL_ENV = "FORGELINE_DATABASE_URL"
+
+
+def database_url(configured: str, root: Path) -> str:
+    """The URL to use: ``FORGELINE_DATABASE_URL`` if set, with a relative SQLite path resolved
+    against the project directory rather than wherever the command happens to run."""
+    raw = os.environ.get(DATABASE_URL_ENV) or configured
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(f"database.url: not a database URL: '{raw}'") from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_absolute():
+            url = url.set(database=str(root / path))
+    return url.render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        backend = make_url(url).get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigError(f"database.url: use sqlite or postgresql, not '{backend}'")
+        self.is_sqlite = backend == "sqlite"
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if self.is_sqlite:
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        try:
+            self.engine: Engine = create_engine(url, **options)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"database.url needs the driver '{exc.name}': pip install 'forgeline[postgres]'"
+            ) from None
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._write_sessions = sessionmaker(self._writer_engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, configured_url: str, root: Path) -> Database:
+        """The database a project uses, migrated to the newest schema."""
+        db = cls(database_url(configured_url, root))
+        db.migrate()
+        return db
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it is there already)."""
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open the database {self.display_url}: {exc.orig}") from None
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one transaction, committed on success and rolled back on error."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, instead of pysqlite's own.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")

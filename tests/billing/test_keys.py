@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+
+from forgeline.billing.keys import ApiKeyError, Authenticator, AuthError, KeyStore, UnknownKey
+from forgeline.config.schema import PlanConfig
+from forgeline.db import Database
+from forgeline.db.tables import ApiKey
+
+PLANS = {"free": PlanConfig(included_units=10, hard_cap=True), "pro": PlanConfig()}
+
+
+def test_only_a_hash_of_the_key_is_stored(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    token, info = store.create(tenant="acme", plan="free")
+    assert token.startswith(f"fl_{info.id}_") and len(token) == 3 + 12 + 1 + 43
+    with db.read() as session:
+        row = session.scalars(select(ApiKey)).one()
+    assert row.secret_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in repr(info) and token not in repr(store.list())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tenant": "new"}, "tenant 'new' is new: give its plan with --plan"),
+        ({"tenant": "new", "plan": "gold"}, "no plan 'gold' (plans: free, pro)"),
+        ({"tenant": "Acme Inc", "plan": "pro"}, "must be lowercase"),
+        ({"tenant": "acme", "plan": "pro", "admin": True}, "give --tenant for a customer key"),
+        ({"tenant": None}, "give --tenant for a customer key, or --admin"),
+        ({"tenant": "acme", "actions": ["delete"]}, "unknown delete"),
+        ({"tenant": "acme", "models": ["Bad Name"]}, "'Bad Name' is not a model name"),
+    ],
+)
+def test_bad_key_requests_say_what_is_wrong(
+    db: Database, kwargs: dict[str, object], message: str
+) -> None:
+    store = KeyStore(db, PLANS)
+    store.create(tenant="acme", plan="free")
+    with pytest.raises(ApiKeyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        store.create(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_tenant_keeps_its_plan(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    store.create(tenant="acme", plan="free")
+    _, second = store.create(tenant="acme")  # the plan may be left out for a known tenant
+    assert second.plan == "free"
+    with pytest.raises(ApiKeyError, match="tenant 'acme' is on plan 'free'"):
+        store.create(tenant="acme", plan="pro")
+
+
+def test_unknown_key_ids_are_refused_and_cached(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    with pytest.raises(UnknownKey, match="no key with id 'abc'"):
+        store.revoke("abc")
+    auth = Authenticator(store, admin_key="")
+    token, info = store.create(tenant="acme", plan="pro")
+    assert auth.authenticate(f"Bearer {token}").tenant == "acme"
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with pytest.raises(AuthError, match="not valid"):
+        auth.authenticate(f"Bearer {tampered}")
+    with pytest.raises(AuthError, match="not a Forgeline API key"):
+        auth.authenticate("Bearer hello")
+    assert auth.authenticate(f"bearer {token}").key_id == info.id  # the scheme is case-blind
+
+
+def test_revocation_reaches_a_cached_authenticator_within_its_ttl(db: Database) -> None:
+    clock = [0.0]
+    store = KeyStore(db, PLANS)
+    auth = Authenticator(store, ttl=0.5, clock=lambda: clock[0], admin_key="")
+    token, info = store.create(tenant="acme", plan="pro")
+    auth.authenticate(f"Bearer {token}")
+    store.revoke(info.id)
+    auth.authenticate(f"Bearer {token}")  # still cached
+    clock[0] = 0.5
+    with pytest.raises(AuthError, match="revoked") as refused:
+        auth.authenticate(f"Bearer {token}")
+    assert refused.value.status == 401
