@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 from harness import (
+    APPLICANT,
     disposable_database,
     forgeline,
     free_port,
@@ -39,18 +40,6 @@ from harness import (
     wait_ready,
 )
 from sqlalchemy import create_engine, text
-
-APPLICANT = {
-    "limit_bal": 20000,
-    "age": 24,
-    "income": 1800,
-    "employment_years": 0.5,
-    "home_ownership": "rent",
-    "purpose": "other",
-    "utilization": 0.95,
-    "late_payments_12m": 3,
-    "previous_default": "no",
-}
 
 
 @dataclass

@@ -17,6 +17,19 @@ from tests.databases import disposable_database  # noqa: E402
 
 __all__ = ["disposable_database"]
 
+# An applicant of the bundled credit example, as the benchmarks send it.
+APPLICANT = {
+    "limit_bal": 20000,
+    "age": 24,
+    "income": 1800,
+    "employment_years": 0.5,
+    "home_ownership": "rent",
+    "purpose": "other",
+    "utilization": 0.95,
+    "late_payments_12m": 3,
+    "previous_default": "no",
+}
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -74,7 +74,8 @@ def forgeline_server(work: Path, version_dir: Path, name: str, batch: int, wait_
     (project / "models" / name / "LATEST").write_text(version_dir.name + "\n")
     (project / "forgeline.yaml").write_text(
         f"name: {name}\ntask: text-classification\ndata: {{train: unused.csv}}\n"
-        f"serve:\n  batching: {{max_batch_size: {batch}, max_wait_ms: {wait_ms}, max_queue: 4096}}\n"
+        # auth off: this measures model serving; metering_bench.py measures the product layer.
+        f"serve:\n  auth: false\n  batching: {{max_batch_size: {batch}, max_wait_ms: {wait_ms}, max_queue: 4096}}\n"
         "  limits: {max_inputs_per_request: 64}\n"
     )
     return project

@@ -11,9 +11,11 @@ cd support-intents
 forgeline train
 forgeline evaluate
 forgeline predict "I lost my card" "what's the weather like today"
+KEY=$(forgeline keys create --tenant demo --plan free)
 echo
-echo "Try the API from another terminal:"
+echo "Try the API from another terminal (with the demo tenant's key, free plan):"
 echo "  curl -s -X POST http://127.0.0.1:8000/v1/models/support-intents/predict \\"
+echo "       -H 'Authorization: Bearer $KEY' \\"
 echo "       -H 'Content-Type: application/json' -d '{\"inputs\": [\"I lost my card\"]}'"
 echo "Report: $PWD/models/support-intents/$(cat models/support-intents/LATEST)/evaluation/report.html"
 echo

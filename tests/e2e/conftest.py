@@ -53,13 +53,15 @@ def api_client(project: Path) -> Iterator[httpx.Client]:
 
 
 @contextmanager
-def running_server(project: Path, timeout: float = 120) -> Iterator[str]:
+def running_server(
+    project: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Start `forgeline serve` on a free port and yield its base URL once it is ready."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "forgeline", "serve", "--port", str(port)],
         cwd=project,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

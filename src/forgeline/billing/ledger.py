@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from forgeline.db import Database
 from forgeline.db.tables import Base, IdempotentResponse, UsageCounter, UsageRecord
@@ -54,7 +53,7 @@ class Usage:
 
     @property
     def period(self) -> str:
-        return self.at.strftime("%Y-%m")
+        return f"{self.at.year:04d}-{self.at.month:02d}"
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ class Idempotency:
 
 @dataclass(frozen=True)
 class Recorded:
-    units_used: int
-    """The tenant's units this month, this call included."""
+    units_used: int | None
+    """A capped tenant's units this month, this call included (None: not counted, no cap)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +120,9 @@ class UsageLedger:
         # Units used per (tenant, month) as last committed by this process: lets a capped
         # tenant's call be refused before the model runs. The commit's check is the real one.
         self._used: dict[tuple[int, str], int] = {}
+        # Held by the writer thread for its life: no pool checkout (and pre-ping) per batch.
+        self._connection: Connection | None = None
+        self._counters: set[tuple[int, str]] = set()  # counter rows known to exist
         self.batches = 0
 
     def start(self) -> None:
@@ -134,6 +136,9 @@ class UsageLedger:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def over_quota(self, usage: Usage) -> OverQuota | None:
         """A call that would certainly go over its cap, judged by what this process knows."""
@@ -189,105 +194,176 @@ class UsageLedger:
     def _commit(self, batch: list[_Pending]) -> None:
         outcomes: list[Outcome | Exception]
         try:
-            with self.db.write() as session:
-                outcomes = [self._apply(session, item) for item in batch]
+            if self._connection is None:
+                self._connection = self.db.write_connection()
+            with self._connection.begin():
+                outcomes = _apply(self._connection, batch, self._counters)
             self.batches += 1
         except SQLAlchemyError as exc:
             log.error("usage ledger commit failed (%d calls not answered): %s", len(batch), exc)
             outcomes = [MeteringUnavailable(str(exc))] * len(batch)
+            if self._connection is not None:  # reconnect for the next batch
+                self._connection.invalidate()
+                self._connection.close()
+                self._connection = None
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
         for item, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Recorded):
+            if isinstance(outcome, Recorded) and outcome.units_used is not None:
                 self._used[(item.usage.tenant_id, item.usage.period)] = outcome.units_used
             elif isinstance(outcome, OverQuota):
                 self._used[(item.usage.tenant_id, item.usage.period)] = outcome.used
-            item.loop.call_soon_threadsafe(_settle, item.future, outcome)
+            settled.setdefault(item.loop, []).append((item.future, outcome))
+        # One wake-up of the event loop per batch, not one per call.
+        for loop, results in settled.items():
+            loop.call_soon_threadsafe(_settle, results)
 
-    def _apply(self, session: Session, item: _Pending) -> Outcome | IdempotencyConflict:
-        usage, idempotency = item.usage, item.idempotency
-        if idempotency is not None:
-            stored = _insert_ignoring_conflict(
-                session,
-                IdempotentResponse,
-                key_id=usage.key_id,
-                idempotency_key=idempotency.key,
-                request_hash=idempotency.request_hash,
-                request_id=usage.request_id,
-                status=item.response.status,
-                body=item.response.body.decode(),
-                created_at=usage.at,
-            )
-            if not stored:
-                # A concurrent retry got there first: this one is answered with its response.
-                row = session.get(IdempotentResponse, (usage.key_id, idempotency.key))
-                assert row is not None
-                if row.request_hash != idempotency.request_hash:
-                    # Returned, not raised: it fails this call, not the whole batch.
-                    return IdempotencyConflict(
-                        f"Idempotency-Key '{idempotency.key}' was used for a different request"
-                    )
-                return Replayed(StoredResponse(row.status, row.body.encode(), row.request_id))
-        _insert_ignoring_conflict(
-            session, UsageCounter, tenant_id=usage.tenant_id, period=usage.period, units=0
-        )
-        counter = UsageCounter
-        condition = (counter.tenant_id == usage.tenant_id) & (counter.period == usage.period)
+
+def _apply(
+    connection: Connection, batch: list[_Pending], counters: set[tuple[int, str]]
+) -> list[Outcome | Exception]:
+    """Write one batch in the open transaction: one multi-row insert of the records, plus
+    statements per call only where its fate depends on them (Idempotency-Keys, hard caps).
+    Only hard-capped tenants keep a counter; usage and invoices sum the records themselves."""
+    outcomes: list[Outcome | Exception] = []
+    records: list[dict[str, Any]] = []
+    for item in batch:
+        usage = item.usage
+        if item.idempotency is not None:
+            earlier = _claim_idempotency_key(connection, item)
+            if earlier is not None:
+                outcomes.append(earlier)
+                continue
+        outcome: Outcome = Recorded(None)
         if usage.cap is not None:
-            condition &= counter.units + usage.units <= usage.cap
-        used = session.execute(
-            update(UsageCounter)
-            .where(condition)
-            .values(units=counter.units + usage.units)
-            .returning(counter.units)
-        ).scalar()
-        if used is None:
-            if idempotency is not None:
-                # A refused call is not a response to replay: let a retry try again.
-                session.execute(
-                    delete(IdempotentResponse).where(
-                        (IdempotentResponse.key_id == usage.key_id)
-                        & (IdempotentResponse.idempotency_key == idempotency.key)
-                    )
+            if (usage.tenant_id, usage.period) not in counters:
+                _insert_ignoring_conflict(
+                    connection,
+                    UsageCounter,
+                    tenant_id=usage.tenant_id,
+                    period=usage.period,
+                    units=0,
                 )
-            assert usage.cap is not None
-            current = session.execute(
-                select(counter.units).where(
-                    (counter.tenant_id == usage.tenant_id) & (counter.period == usage.period)
-                )
-            ).scalar_one()
-            return OverQuota(int(current), usage.cap)
-        session.add(
-            UsageRecord(
-                request_id=usage.request_id,
-                key_id=usage.key_id,
-                tenant_id=usage.tenant_id,
-                model=usage.model,
-                action=usage.action,
-                units=usage.units,
-                created_at=usage.at,
-                period=usage.period,
-                day=usage.at.date(),
-            )
+                counters.add((usage.tenant_id, usage.period))
+            outcome = _within_cap(connection, usage)
+            if isinstance(outcome, OverQuota):
+                if item.idempotency is not None:
+                    _release_idempotency_key(connection, item)
+                outcomes.append(outcome)
+                continue
+        outcomes.append(outcome)
+        records.append(
+            {
+                "request_id": usage.request_id,
+                "key_id": usage.key_id,
+                "tenant_id": usage.tenant_id,
+                "model": usage.model,
+                "action": usage.action,
+                "units": usage.units,
+                "created_at": usage.at,
+                "period": usage.period,
+                "day": usage.at.date(),
+            }
         )
+    if records:
+        connection.execute(_INSERT_RECORDS, records)
+    return outcomes
+
+
+_INSERT_RECORDS = insert(cast(Table, UsageRecord.__table__))
+"""Built once: a statement made per batch would have its cache key computed every time."""
+
+
+def _counter(tenant_id: int, period: str) -> ColumnElement[bool]:
+    return (UsageCounter.tenant_id == tenant_id) & (UsageCounter.period == period)
+
+
+def _within_cap(connection: Connection, usage: Usage) -> Recorded | OverQuota:
+    """Count the call against a hard cap if it fits. The conditional update is atomic, and the
+    database serialises it across processes: concurrent calls cannot overshoot the cap."""
+    assert usage.cap is not None
+    used = connection.execute(
+        update(UsageCounter)
+        .where(
+            _counter(usage.tenant_id, usage.period)
+            & (UsageCounter.units + usage.units <= usage.cap)
+        )
+        .values(units=UsageCounter.units + usage.units)
+        .returning(UsageCounter.units)
+    ).scalar()
+    if used is not None:
         return Recorded(int(used))
+    current = connection.execute(
+        select(UsageCounter.units).where(_counter(usage.tenant_id, usage.period))
+    ).scalar_one()
+    return OverQuota(int(current), usage.cap)
 
 
-def _insert_ignoring_conflict(session: Session, table: type[Base], **values: Any) -> bool:
+def _claim_idempotency_key(connection: Connection, item: _Pending) -> Replayed | Exception | None:
+    """Store this call's response under its Idempotency-Key, or, when a concurrent retry got
+    there first, what the call is to answer instead."""
+    usage, idempotency = item.usage, item.idempotency
+    assert idempotency is not None
+    stored = _insert_ignoring_conflict(
+        connection,
+        IdempotentResponse,
+        key_id=usage.key_id,
+        idempotency_key=idempotency.key,
+        request_hash=idempotency.request_hash,
+        request_id=usage.request_id,
+        status=item.response.status,
+        body=item.response.body.decode(),
+        created_at=usage.at,
+    )
+    if stored:
+        return None
+    row = connection.execute(
+        select(
+            IdempotentResponse.request_hash,
+            IdempotentResponse.status,
+            IdempotentResponse.body,
+            IdempotentResponse.request_id,
+        ).where(
+            (IdempotentResponse.key_id == usage.key_id)
+            & (IdempotentResponse.idempotency_key == idempotency.key)
+        )
+    ).one()
+    if row.request_hash != idempotency.request_hash:
+        # Returned, not raised: it fails this call, not the whole batch.
+        return IdempotencyConflict(
+            f"Idempotency-Key '{idempotency.key}' was used for a different request"
+        )
+    return Replayed(StoredResponse(row.status, row.body.encode(), row.request_id))
+
+
+def _release_idempotency_key(connection: Connection, item: _Pending) -> None:
+    """A refused call is not a response to replay: let a retry try again."""
+    assert item.idempotency is not None
+    connection.execute(
+        delete(IdempotentResponse).where(
+            (IdempotentResponse.key_id == item.usage.key_id)
+            & (IdempotentResponse.idempotency_key == item.idempotency.key)
+        )
+    )
+
+
+def _insert_ignoring_conflict(connection: Connection, table: type[Base], **values: Any) -> bool:
     """Insert a row unless its key exists; whether it was inserted. Portable upsert-nothing:
     a plain INSERT that fails would abort the whole PostgreSQL transaction."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    dialect = connection.dialect.name
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # RETURNING tells reliably whether the row went in; rowcount after ON CONFLICT does not
     # (psycopg reports 1 for a skipped row).
     core_table = cast(Table, table.__table__)
-    statement = insert(core_table).values(**values).on_conflict_do_nothing()
+    statement = dialect_insert(core_table).values(**values).on_conflict_do_nothing()
     key = next(iter(core_table.primary_key.columns))
-    return session.execute(statement.returning(key)).first() is not None
+    return connection.execute(statement.returning(key)).first() is not None
 
 
-def _settle(future: asyncio.Future[Outcome], outcome: Outcome | Exception) -> None:
-    if future.done():  # the request was cancelled (client went away) while committing
-        return
-    if isinstance(outcome, Exception):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
+def _settle(results: list[tuple[asyncio.Future[Outcome], Outcome | Exception]]) -> None:
+    for future, outcome in results:
+        if future.done():  # the request was cancelled (client went away) while committing
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.table import Column as RichColumn
 from rich.table import Table as RichTable
 
 from forgeline.billing.invoices import build_invoices, invoices_csv, invoices_json
@@ -97,7 +98,8 @@ def keys_list(
     """List keys (never the keys themselves: only their ids)."""
     _, keys = _key_store(config)
     now = utcnow()
-    table = RichTable("id", "tenant", "plan", "models", "actions", "status", "created", "expires")
+    table = RichTable("tenant", "plan", "models", "actions", "status", "created", "expires")
+    table.columns.insert(0, RichColumn("id", no_wrap=True))
     for info in keys.list(tenant):
         table.add_row(
             info.id,

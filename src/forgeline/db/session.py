@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,6 +97,11 @@ class Database:
         """A session in one transaction, committed on success and rolled back on error."""
         with self._write_sessions() as session, session.begin():
             yield session
+
+    def write_connection(self) -> Connection:
+        """A Core connection whose transactions take the write lock up front: for the ledger's
+        hot path, where the ORM's unit of work would only add cost. The caller closes it."""
+        return self._writer_engine.connect()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -172,8 +172,6 @@ def create_app(
         return Depends(dependency)
 
     any_call, predict_call, explain_call = admitted(None), admitted("predict"), admitted("explain")
-    if access is not None:
-        app.include_router(admin_router(access))
 
     @app.exception_handler(ApiError)
     async def _apierror_response(_: Request, exc: ApiError) -> Response:
@@ -325,4 +323,7 @@ def create_app(
             raise ApiError(422, "invalid_input", str(exc)) from None
         return loaded
 
+    if access is not None:
+        # Last, so /v1 requests are matched against their own routes first.
+        app.include_router(admin_router(access))
     return app

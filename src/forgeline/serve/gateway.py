@@ -190,7 +190,7 @@ class MeteredCall:
             raise self._over_quota(outcome, units)
         if isinstance(outcome, Recorded):
             headers = {}
-            if usage.cap is not None:
+            if usage.cap is not None and outcome.units_used is not None:
                 headers["X-Quota-Remaining"] = str(max(0, usage.cap - outcome.units_used))
             return _json(body, headers=headers)
         return _replay(outcome.response)
