@@ -24,12 +24,15 @@ def test_migrations_build_exactly_the_tables_the_code_declares(kind: str, tmp_pa
     assert differences == []
 
 
-def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'f.db'}")
+@pytest.mark.parametrize(("setting", "level"), [("normal", 1), ("full", 2)])
+def test_sqlite_runs_in_wal_mode_with_the_configured_sync(
+    tmp_path: Path, setting: str, level: int
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'f.db'}", setting)
     db.migrate()
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == level
 
 
 def test_relative_sqlite_path_is_resolved_against_the_project(

@@ -301,7 +301,7 @@ def serve(
         from forgeline.db import Database
         from forgeline.serve.gateway import Gateway
 
-        db = Database.open(project.config.database.url, project.root)
+        db = Database.open(project.config.database, project.root)
         redis_url = os.environ.get("FORGELINE_REDIS_URL") or project.config.redis.url
         gateway = Gateway(db, project.config.billing, redis_url)
         if not gateway.keys.list():

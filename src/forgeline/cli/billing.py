@@ -29,7 +29,7 @@ billing_app = typer.Typer(help="Invoices from the usage ledger.", no_args_is_hel
 
 def _open(config: Path | None) -> tuple[Project, Database]:
     project = load_project(config, check_files=False)
-    return project, Database.open(project.config.database.url, project.root)
+    return project, Database.open(project.config.database, project.root)
 
 
 def _key_store(config: Path | None) -> tuple[Project, KeyStore]:

@@ -258,6 +258,13 @@ class DatabaseConfig(_Section):
             "file) or postgresql+psycopg://user@host/db. FORGELINE_DATABASE_URL overrides it."
         ),
     )
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description=(
+            "SQLite only. normal: a commit survives a crash or kill of the server process "
+            "(SQLite's advice for WAL mode); full: also a power loss, at one fsync per commit."
+        ),
+    )
 
 
 class RedisConfig(_Section):

@@ -1,8 +1,9 @@
 """One :class:`Database` per process: the engine, its sessions and its migrations.
 
-SQLite (the default) runs in WAL mode so readers never wait for the ledger writer, with
-``synchronous=FULL`` so a committed usage record survives a crash of the process or the machine;
-the ledger commits in groups, which keeps the cost of that fsync small. Write transactions start
+SQLite (the default) runs in WAL mode so readers never wait for the ledger writer. With
+``synchronous=NORMAL`` (the default, SQLite's advice for WAL) a commit survives any crash or
+kill of the process, which is what the ledger's crash test checks; ``FULL`` also survives a
+power loss, at an fsync per (group) commit. PostgreSQL commits are durable either way. Write transactions start
 with ``BEGIN IMMEDIATE`` to take SQLite's write lock up front: a deferred transaction that reads
 and then writes can fail with "database is locked" when another process writes in between.
 """
@@ -22,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from forgeline.config.schema import DatabaseConfig
 from forgeline.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,7 +46,7 @@ def database_url(configured: str, root: Path) -> str:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sqlite_synchronous: str = "normal") -> None:
         self.url = url
         backend = make_url(url).get_backend_name()
         if backend not in ("sqlite", "postgresql"):
@@ -60,15 +62,15 @@ class Database:
                 f"database.url needs the driver '{exc.name}': pip install 'forgeline[postgres]'"
             ) from None
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, sqlite_synchronous.upper())
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._write_sessions = sessionmaker(self._writer_engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, configured_url: str, root: Path) -> Database:
+    def open(cls, config: DatabaseConfig, root: Path) -> Database:
         """The database a project uses, migrated to the newest schema."""
-        db = cls(database_url(configured_url, root))
+        db = cls(database_url(config.url, root), config.sqlite_synchronous)
         db.migrate()
         return db
 
@@ -107,14 +109,14 @@ class Database:
         self.engine.dispose()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN, instead of pysqlite's own.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
