@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
 from sqlalchemy import select
 
-from forgeline.billing.keys import ApiKeyError, Authenticator, AuthError, KeyStore, UnknownKey
+from forgeline.billing.keys import (
+    ApiKeyError,
+    Authenticator,
+    AuthError,
+    KeyStore,
+    Principal,
+    UnknownKey,
+)
 from forgeline.config.schema import PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import ApiKey
+
+
+def _authenticate(auth: Authenticator, authorization: str) -> Principal:
+    return asyncio.run(auth.authenticate(authorization))
+
 
 PLANS = {"free": PlanConfig(included_units=10, hard_cap=True), "pro": PlanConfig()}
 
@@ -59,13 +72,13 @@ def test_unknown_key_ids_are_refused_and_cached(db: Database) -> None:
         store.revoke("abc")
     auth = Authenticator(store, admin_key="")
     token, info = store.create(tenant="acme", plan="pro")
-    assert auth.authenticate(f"Bearer {token}").tenant == "acme"
+    assert _authenticate(auth, f"Bearer {token}").tenant == "acme"
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
     with pytest.raises(AuthError, match="not valid"):
-        auth.authenticate(f"Bearer {tampered}")
+        _authenticate(auth, f"Bearer {tampered}")
     with pytest.raises(AuthError, match="not a Forgeline API key"):
-        auth.authenticate("Bearer hello")
-    assert auth.authenticate(f"bearer {token}").key_id == info.id  # the scheme is case-blind
+        _authenticate(auth, "Bearer hello")
+    assert _authenticate(auth, f"bearer {token}").key_id == info.id  # the scheme is case-blind
 
 
 def test_revocation_reaches_a_cached_authenticator_within_its_ttl(db: Database) -> None:
@@ -73,10 +86,10 @@ def test_revocation_reaches_a_cached_authenticator_within_its_ttl(db: Database) 
     store = KeyStore(db, PLANS)
     auth = Authenticator(store, ttl=0.5, clock=lambda: clock[0], admin_key="")
     token, info = store.create(tenant="acme", plan="pro")
-    auth.authenticate(f"Bearer {token}")
+    _authenticate(auth, f"Bearer {token}")
     store.revoke(info.id)
-    auth.authenticate(f"Bearer {token}")  # still cached
+    _authenticate(auth, f"Bearer {token}")  # still cached
     clock[0] = 0.5
     with pytest.raises(AuthError, match="revoked") as refused:
-        auth.authenticate(f"Bearer {token}")
+        _authenticate(auth, f"Bearer {token}")
     assert refused.value.status == 401

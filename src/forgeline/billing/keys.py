@@ -8,6 +8,7 @@ the comparison is constant-time. The key itself is shown once, when it is made.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -305,7 +306,7 @@ class Authenticator:
         self._admin_digest = _digest(admin) if admin else None
         self._cache: dict[str, tuple[float, str, Principal | None]] = {}
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthError(401, "missing_key", "send an API key: 'Authorization: Bearer <key>'")
         scheme, _, token = authorization.partition(" ")
@@ -321,7 +322,11 @@ class Authenticator:
         if match is None:
             raise AuthError(401, "invalid_key", "this is not a Forgeline API key")
         key_id = match.group(1)
-        stored, principal = self._lookup(key_id)
+        found = self._cached(key_id)
+        if found is None:
+            # Off the event loop: on PostgreSQL this is a network round trip per key and TTL.
+            found = await asyncio.to_thread(self._fetch, key_id)
+        stored, principal = found
         if not hmac.compare_digest(digest, stored):
             raise AuthError(401, "invalid_key", "the API key is not valid")
         if principal is None:
@@ -330,11 +335,14 @@ class Authenticator:
             raise AuthError(401, "expired_key", f"key {key_id} expired at {principal.expires_at}Z")
         return principal
 
-    def _lookup(self, key_id: str) -> tuple[str, Principal | None]:
-        now = self.clock()
+    def _cached(self, key_id: str) -> tuple[str, Principal | None] | None:
         cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self.ttl:
+        if cached is not None and self.clock() - cached[0] < self.ttl:
             return cached[1], cached[2]
+        return None
+
+    def _fetch(self, key_id: str) -> tuple[str, Principal | None]:
+        now = self.clock()
         try:
             stored, principal = self.keys.principal(key_id)
         except UnknownKey:

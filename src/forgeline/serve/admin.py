@@ -77,8 +77,8 @@ class UsageOut(BaseModel):
 
 
 def admin_router(gateway: Gateway) -> APIRouter:
-    def admin(request: Request) -> Principal:
-        principal = gateway.authenticate(request)
+    async def admin(request: Request) -> Principal:
+        principal = await gateway.authenticate(request)
         if not principal.is_admin:
             raise ApiError(403, "not_admin", "this needs an admin key")
         return principal

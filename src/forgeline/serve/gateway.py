@@ -83,16 +83,16 @@ class Gateway:
         await asyncio.to_thread(self.ledger.close)
         await self.limiter.close()
 
-    def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
         try:
-            return self.auth.authenticate(request.headers.get("authorization"))
+            return await self.auth.authenticate(request.headers.get("authorization"))
         except AuthError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             raise ApiError(exc.status, exc.code, exc.message, headers) from None
 
     async def admit(self, request: Request, model: str | None, action: str | None) -> MeteredCall:
         """The call, if its key may make it now: 401, 403 or 429 otherwise."""
-        principal = self.authenticate(request)
+        principal = await self.authenticate(request)
         if model is not None and action is not None:
             try:
                 principal.check_allowed(model, action)
