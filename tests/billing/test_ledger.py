@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -133,3 +133,15 @@ def test_a_call_refused_over_quota_leaves_no_idempotent_response(db: Database) -
     assert UsageLedger(db).replay("k1", key) is None
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(UsageRecord)) == 0
+
+
+def test_idempotent_responses_are_forgotten_after_the_retention(db: Database) -> None:
+    tenant = _tenant(db)
+    key = Idempotency("order-1", "h")
+    _run(db, [(_usage(tenant), key)])
+    ledger = UsageLedger(db)
+    assert ledger.forget_idempotency_before(NOW) == 0  # made at NOW: kept
+    assert ledger.replay("k1", key) is not None
+    assert ledger.forget_idempotency_before(NOW + timedelta(seconds=1)) == 1
+    assert ledger.replay("k1", key) is None
+    assert len(_ledger_rows(db)) == 1  # the usage record stays

@@ -23,8 +23,9 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, insert, select, update
@@ -109,6 +110,9 @@ class _Pending:
 
 
 _STOP = object()
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+"""How long a response stays replayable; a retry after that is a new call (as with Stripe)."""
+_SWEEP_EVERY = 600.0  # seconds between deletions of expired idempotent responses
 
 
 class UsageLedger:
@@ -124,6 +128,7 @@ class UsageLedger:
         self._connection: Connection | None = None
         self._counters: set[tuple[int, str]] = set()  # counter rows known to exist
         self.batches = 0
+        self._next_sweep = time.monotonic()
 
     def start(self) -> None:
         if self._thread is None:
@@ -190,6 +195,24 @@ class UsageLedger:
                     break
             if batch:
                 self._commit(batch)
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + _SWEEP_EVERY
+                self._sweep()
+
+    def _sweep(self) -> None:
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - IDEMPOTENCY_RETENTION
+        try:
+            self.forget_idempotency_before(cutoff)
+        except SQLAlchemyError as exc:  # not fatal: the next sweep tries again
+            log.warning("could not delete expired idempotent responses: %s", exc)
+
+    def forget_idempotency_before(self, cutoff: datetime) -> int:
+        """Delete stored responses made before ``cutoff``; how many there were."""
+        with self.db.write() as session:
+            result = session.execute(
+                delete(IdempotentResponse).where(IdempotentResponse.created_at < cutoff)
+            )
+            return int(getattr(result, "rowcount", 0))
 
     def _commit(self, batch: list[_Pending]) -> None:
         outcomes: list[Outcome | Exception]
