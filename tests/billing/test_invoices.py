@@ -22,7 +22,7 @@ from forgeline.billing.invoices import (
     invoices_csv,
     invoices_json,
 )
-from forgeline.config.schema import BillingConfig, PlanConfig
+from forgeline.config.service import BillingConfig, PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import Tenant, UsageRecord
 from forgeline.errors import ForgelineError

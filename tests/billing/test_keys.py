@@ -14,7 +14,7 @@ from forgeline.billing.keys import (
     Principal,
     UnknownKey,
 )
-from forgeline.config.schema import PlanConfig
+from forgeline.config.service import PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import ApiKey
 
@@ -28,7 +28,9 @@ PLANS = {"free": PlanConfig(included_units=10, hard_cap=True), "pro": PlanConfig
 
 def test_only_a_hash_of_the_key_is_stored(db: Database) -> None:
     store = KeyStore(db, PLANS)
+    assert not store.exist()
     token, info = store.create(tenant="acme", plan="free")
+    assert store.exist()
     assert token.startswith(f"fl_{info.id}_") and len(token) == 3 + 12 + 1 + 43
     with db.read() as session:
         row = session.scalars(select(ApiKey)).one()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from forgeline.config.schema import LimitsConfig, ServeConfig
+from forgeline.config.service import LimitsConfig, ServeConfig
 from forgeline.registry import ModelRegistry
 from forgeline.serve import create_app
 from forgeline.tasks.text_classification import TextClassifier
@@ -162,7 +162,7 @@ def test_overload_answers_503_with_retry_after(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from forgeline.config.schema import BatchingConfig
+    from forgeline.config.service import BatchingConfig
 
     registry = _registry_with(tmp_path, untrained_classifier)
     tight = ServeConfig(

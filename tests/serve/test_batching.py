@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from forgeline.config.schema import BatchingConfig
+from forgeline.config.service import BatchingConfig
 from forgeline.serve.batching import Batcher, Overloaded
 
 

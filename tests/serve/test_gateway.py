@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from forgeline.billing.keys import utcnow
-from forgeline.config.schema import BillingConfig, PlanConfig, ServeConfig
+from forgeline.config.service import BillingConfig, PlanConfig, ServeConfig
 from forgeline.db import Database
 from forgeline.db.tables import UsageRecord
 from forgeline.registry import ModelRegistry

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 
 from forgeline.billing.usage import find_tenant
-from forgeline.config.schema import BillingConfig, PlanConfig
+from forgeline.config.service import BillingConfig, PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import Tenant, UsageRecord
 from forgeline.errors import ForgelineError

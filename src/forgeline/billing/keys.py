@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from forgeline.config.schema import PlanConfig
+from forgeline.config.sections import NAME_PATTERN
+from forgeline.config.service import PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import ApiKey, Tenant
 from forgeline.errors import ForgelineError
@@ -31,7 +32,7 @@ ACTIONS = ("predict", "explain", "generate")
 ALL_MODELS = "*"
 ADMIN_KEY_ENV = "FORGELINE_ADMIN_KEY"
 _TOKEN = re.compile(r"^fl_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_NAME = re.compile(NAME_PATTERN)
 
 
 def utcnow() -> datetime:
@@ -95,13 +96,16 @@ class Principal:
     is_admin: bool
     expires_at: datetime | None
 
-    def check_allowed(self, model: str, action: str) -> None:
+    def require_tenant(self) -> None:
         if self.tenant_id is None:
             raise AuthError(
                 403,
                 "admin_key",
                 "an admin key manages keys and billing; call /v1 with a tenant key",
             )
+
+    def check_allowed(self, model: str, action: str) -> None:
+        self.require_tenant()
         if action not in self.actions:
             raise AuthError(
                 403,
@@ -198,6 +202,11 @@ class KeyStore:
                 query = query.where(Tenant.name == tenant)
             rows = session.execute(query.order_by(ApiKey.created_at)).all()
             return [_info(key, owner) for key, owner in rows]
+
+    def exist(self) -> bool:
+        """Whether any key was ever made (cheaper than listing them)."""
+        with self.db.read() as session:
+            return session.scalar(select(ApiKey.id).limit(1)) is not None
 
     def revoke(self, key_id: str) -> KeyInfo:
         with self.db.write() as session:

@@ -165,15 +165,8 @@ class UsageLedger:
 
     def replay(self, key_id: str, idempotency: Idempotency) -> StoredResponse | None:
         """The stored response to an earlier request with this key, if there is one."""
-        with self.db.read() as session:
-            row = session.get(IdempotentResponse, (key_id, idempotency.key))
-        if row is None:
-            return None
-        if row.request_hash != idempotency.request_hash:
-            raise IdempotencyConflict(
-                f"Idempotency-Key '{idempotency.key}' was used for a different request"
-            )
-        return StoredResponse(row.status, row.body.encode(), row.request_id)
+        with self.db.engine.connect() as connection:
+            return _stored_response(connection, key_id, idempotency)
 
     def _run(self) -> None:
         stopping = False
@@ -339,33 +332,43 @@ def _claim_idempotency_key(connection: Connection, item: _Pending) -> Replayed |
     )
     if stored:
         return None
+    try:
+        earlier = _stored_response(connection, usage.key_id, idempotency)
+    except IdempotencyConflict as exc:
+        return exc  # returned, not raised: it fails this call, not the whole batch
+    assert earlier is not None
+    return Replayed(earlier)
+
+
+def _stored_response(
+    connection: Connection, key_id: str, idempotency: Idempotency
+) -> StoredResponse | None:
     row = connection.execute(
         select(
             IdempotentResponse.request_hash,
             IdempotentResponse.status,
             IdempotentResponse.body,
             IdempotentResponse.request_id,
-        ).where(
-            (IdempotentResponse.key_id == usage.key_id)
-            & (IdempotentResponse.idempotency_key == idempotency.key)
-        )
-    ).one()
+        ).where(_idempotency_row(key_id, idempotency.key))
+    ).first()
+    if row is None:
+        return None
     if row.request_hash != idempotency.request_hash:
-        # Returned, not raised: it fails this call, not the whole batch.
-        return IdempotencyConflict(
+        raise IdempotencyConflict(
             f"Idempotency-Key '{idempotency.key}' was used for a different request"
         )
-    return Replayed(StoredResponse(row.status, row.body.encode(), row.request_id))
+    return StoredResponse(row.status, row.body.encode(), row.request_id)
+
+
+def _idempotency_row(key_id: str, key: str) -> ColumnElement[bool]:
+    return (IdempotentResponse.key_id == key_id) & (IdempotentResponse.idempotency_key == key)
 
 
 def _release_idempotency_key(connection: Connection, item: _Pending) -> None:
     """A refused call is not a response to replay: let a retry try again."""
     assert item.idempotency is not None
     connection.execute(
-        delete(IdempotentResponse).where(
-            (IdempotentResponse.key_id == item.usage.key_id)
-            & (IdempotentResponse.idempotency_key == item.idempotency.key)
-        )
+        delete(IdempotentResponse).where(_idempotency_row(item.usage.key_id, item.idempotency.key))
     )
 
 

@@ -35,7 +35,7 @@ from forgeline.cli.output import (
 )
 from forgeline.config import PROJECT_CONFIG
 from forgeline.config.load import PROJECT_FILE, Project, load_project
-from forgeline.config.schema import NAME_PATTERN
+from forgeline.config.sections import NAME_PATTERN
 from forgeline.errors import ForgelineError, InputError
 
 app = typer.Typer(
@@ -304,7 +304,7 @@ def serve(
         db = Database.open(project.config.database, project.root)
         redis_url = os.environ.get("FORGELINE_REDIS_URL") or project.config.redis.url
         gateway = Gateway(db, project.config.billing, redis_url)
-        if not gateway.keys.list():
+        if not gateway.keys.exist():
             warn("no API keys yet: every /v1 call gets 401 until you run `forgeline keys create`")
     console.print(
         f"Serving {', '.join(registry.names())} on http://{bind_host}:{bind_port} "

@@ -1,5 +1,8 @@
 """The schema of ``forgeline.yaml``: the one source of truth for project configuration.
 
+This module holds the project, its data and its model; :mod:`forgeline.config.service` the
+sections about running the API (serve, billing, database, redis).
+
 Every section forbids unknown keys, so a typo is an error rather than a silently ignored setting.
 Paths are kept as written; :func:`forgeline.config.load.load_project` resolves them against the
 directory of the config file and checks that they exist before any work starts.
@@ -7,19 +10,16 @@ directory of the config file and checks that they exist before any work starts.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, model_validator
+
+from forgeline.config.sections import NAME_PATTERN, Section
+from forgeline.config.service import BillingConfig, DatabaseConfig, RedisConfig, ServeConfig
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitConfig(_Section):
+class SplitConfig(Section):
     """How to carve validation and test sets out of ``data.train`` when they are not given."""
 
     validation: float = Field(0.1, gt=0, lt=0.5, description="Fraction held out for validation.")
@@ -27,7 +27,7 @@ class SplitConfig(_Section):
     seed: int = Field(42, description="Seed of the stratified split.")
 
 
-class BandConfig(_Section):
+class BandConfig(Section):
     """A numeric column cut into bands, e.g. ages 18-25, 25-35, ... for a fairness audit."""
 
     column: str = Field(min_length=1, description="The numeric column to band.")
@@ -40,7 +40,7 @@ class BandConfig(_Section):
         return self
 
 
-class _DataFiles(_Section):
+class _DataFiles(Section):
     train: Path = Field(description="Training data: a .csv, .jsonl or .parquet file.")
     validation: Path | None = Field(
         None, description="Validation data used for early stopping; split from train if absent."
@@ -103,7 +103,7 @@ class TabularDataConfig(_DataFiles):
     )
 
 
-class TrainingConfig(_Section):
+class TrainingConfig(Section):
     epochs: float = Field(3, gt=0, le=100)
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(32, ge=1, le=4096)
@@ -119,7 +119,7 @@ class TrainingConfig(_Section):
     )
 
 
-class FallbackConfig(_Section):
+class FallbackConfig(Section):
     """Out-of-scope handling: low-confidence predictions come back as ``label``."""
 
     label: str = Field(min_length=1, description="Label returned when the model is not confident.")
@@ -145,139 +145,7 @@ class FallbackConfig(_Section):
         return self
 
 
-class LimitsConfig(_Section):
-    max_inputs_per_request: int = Field(64, ge=1)
-    max_input_chars: int = Field(2000, ge=1)
-    max_body_bytes: int = Field(1_000_000, ge=1024)
-
-
-class BatchingConfig(_Section):
-    """Adaptive batching of concurrent predict requests to one model."""
-
-    max_batch_size: int = Field(32, ge=1, description="Inputs per forward pass, at most.")
-    max_wait_ms: float = Field(
-        5, ge=0, description="How long the first request waits for others to join its batch."
-    )
-    max_queue: int = Field(
-        1024, ge=1, description="Inputs waiting at most; beyond it requests get 503."
-    )
-
-
-class ServeConfig(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    auth: bool = Field(
-        True,
-        description=(
-            "Require an API key (Authorization: Bearer) on every /v1 call, and meter and bill "
-            "each call. Create keys with `forgeline keys create`. Off: open, unmetered API."
-        ),
-    )
-    limits: LimitsConfig = LimitsConfig()
-    batching: BatchingConfig = BatchingConfig()
-    models: dict[str, BatchingConfig] = Field(
-        default_factory=dict, description="Batching settings for particular models, by name."
-    )
-
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-
-_MINOR_UNITS = 100  # cents: every price is stored as an integer number of minor currency units
-
-
-def _to_minor_units(value: Any) -> int:
-    """A price written in major units (49, "0.50") as exact integer minor units (4900, 50)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError('a price is a number of currency units, e.g. 49 or "0.50"')
-    try:
-        amount = Decimal(str(value)) * _MINOR_UNITS
-    except InvalidOperation:
-        raise ValueError(f"not a price: {value!r}") from None
-    if amount < 0 or amount != amount.to_integral_value():
-        raise ValueError(f"price {value} must be non-negative with at most 2 decimal places")
-    return int(amount)
-
-
-Price = Annotated[int, Field(ge=0)]
-"""Money in integer minor units (cents); written in forgeline.yaml in major units."""
-
-
-class PlanConfig(_Section):
-    """A plan a tenant subscribes to: what it costs, what it includes and how fast it may call."""
-
-    monthly_fee: Price = Field(0, description='Subscription fee per month, e.g. 49 or "49.00".')
-    included_units: int = Field(
-        0, ge=0, description="Units per month covered by the fee (a unit is one input predicted)."
-    )
-    overage_price: Price = Field(
-        0, description='Price of overage_per units beyond the included ones, e.g. "0.50".'
-    )
-    overage_per: int = Field(1000, ge=1, description="How many units overage_price buys.")
-    hard_cap: bool = Field(
-        False,
-        description="Refuse calls beyond included_units for the month (402) instead of billing.",
-    )
-    requests_per_second: float = Field(10, gt=0, description="Sustained request rate per key.")
-    burst: int | None = Field(
-        None, ge=1, description="Requests a key may make at once (default: 2 x rate, at least 1)."
-    )
-
-    @field_validator("monthly_fee", "overage_price", mode="before")
-    @classmethod
-    def _price(cls, value: Any) -> int:
-        return _to_minor_units(value)
-
-    @property
-    def bucket_size(self) -> int:
-        return self.burst if self.burst is not None else max(1, round(2 * self.requests_per_second))
-
-
-class BillingConfig(_Section):
-    currency: str = Field(
-        "USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code printed on invoices."
-    )
-    plans: dict[str, PlanConfig] = Field(
-        default_factory=dict,
-        description="Plans by name; `forgeline keys create --plan NAME` puts a tenant on one.",
-    )
-
-    @field_validator("plans")
-    @classmethod
-    def _plan_names(cls, plans: dict[str, PlanConfig]) -> dict[str, PlanConfig]:
-        for name in plans:
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"plan name '{name}' must be lowercase letters, digits, . _ -")
-        return plans
-
-
-class DatabaseConfig(_Section):
-    url: str = Field(
-        "sqlite:///forgeline.db",
-        description=(
-            "SQLAlchemy URL of the database of keys and usage: a SQLite file (relative to this "
-            "file) or postgresql+psycopg://user@host/db. FORGELINE_DATABASE_URL overrides it."
-        ),
-    )
-    sqlite_synchronous: Literal["normal", "full"] = Field(
-        "normal",
-        description=(
-            "SQLite only. normal: a commit survives a crash or kill of the server process "
-            "(SQLite's advice for WAL mode); full: also a power loss, at one fsync per commit."
-        ),
-    )
-
-
-class RedisConfig(_Section):
-    url: str | None = Field(
-        None,
-        description=(
-            "redis://host:port/db shared by several server processes so rate limits hold "
-            "across them. FORGELINE_REDIS_URL overrides it. Unset: limits per process."
-        ),
-    )
-
-
-class _ProjectBase(_Section):
+class _ProjectBase(Section):
     name: str = Field(
         pattern=NAME_PATTERN,
         description="Model name in the registry and in URLs (lowercase, digits, . _ -).",
@@ -295,7 +163,7 @@ class _ProjectBase(_Section):
     )
 
 
-class CompressConfig(_Section):
+class CompressConfig(Section):
     """`forgeline compress`: ONNX export and int8 quantization, each checked before use."""
 
     max_metric_drop: float = Field(
@@ -327,7 +195,7 @@ class TextClassificationConfig(_ProjectBase):
         return self.base_model
 
 
-class GradientBoostingConfig(_Section):
+class GradientBoostingConfig(Section):
     learning_rate: float = Field(0.03, gt=0, le=1)
     max_rounds: int = Field(2000, ge=1, description="Upper bound; early stopping picks fewer.")
     early_stopping_rounds: int = Field(100, ge=1)
@@ -336,7 +204,7 @@ class GradientBoostingConfig(_Section):
     feature_fraction: float = Field(0.8, gt=0, le=1)
 
 
-class TabularModelConfig(_Section):
+class TabularModelConfig(Section):
     kind: Literal["lightgbm", "logistic"] = Field(
         "lightgbm", description="lightgbm (gradient boosting) or logistic (interpretable baseline)."
     )
@@ -351,7 +219,7 @@ class TabularModelConfig(_Section):
     seed: int = 42
 
 
-class ScorecardConfig(_Section):
+class ScorecardConfig(Section):
     """Points scaling: score = offset + factor * ln(odds of the non-event)."""
 
     base_score: float = Field(600, description="Score at which the good:bad odds are base_odds.")
@@ -359,7 +227,7 @@ class ScorecardConfig(_Section):
     points_to_double_odds: float = Field(20, gt=0)
 
 
-class DecisionConfig(_Section):
+class DecisionConfig(Section):
     threshold: float | Literal["auto"] = Field(
         "auto",
         description=(

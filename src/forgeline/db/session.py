@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from forgeline.config.schema import DatabaseConfig
+from forgeline.config.service import DatabaseConfig
 from forgeline.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forgeline import __version__
-from forgeline.config.schema import ServeConfig
+from forgeline.config.service import ServeConfig
 from forgeline.errors import ForgelineError, InputError, NotSupportedError
 from forgeline.registry import LoadedModel, ModelRegistry
 from forgeline.serve.admin import admin_router

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from forgeline.config.schema import BatchingConfig
+from forgeline.config.service import BatchingConfig
 
 Predict = Callable[[list[Any]], list[dict[str, Any]]]
 

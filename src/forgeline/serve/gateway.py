@@ -32,7 +32,7 @@ from forgeline.billing.ledger import (
     UsageLedger,
 )
 from forgeline.billing.ratelimit import RateLimiter, RateLimiterUnavailable, rate_limiter
-from forgeline.config.schema import BillingConfig, PlanConfig
+from forgeline.config.service import BillingConfig, PlanConfig
 from forgeline.db import Database
 from forgeline.serve.errors import ApiError
 
@@ -70,7 +70,6 @@ class Gateway:
     def __init__(self, db: Database, billing: BillingConfig, redis_url: str | None = None) -> None:
         self.db = db
         self.billing = billing
-        self.plans = billing.plans
         self.keys = KeyStore(db, billing.plans)
         self.auth = Authenticator(self.keys)
         self.limiter: RateLimiter = rate_limiter(redis_url)
@@ -93,13 +92,13 @@ class Gateway:
     async def admit(self, request: Request, model: str | None, action: str | None) -> MeteredCall:
         """The call, if its key may make it now: 401, 403 or 429 otherwise."""
         principal = await self.authenticate(request)
-        if model is not None and action is not None:
-            try:
+        try:
+            if model is not None and action is not None:
                 principal.check_allowed(model, action)
-            except AuthError as exc:
-                raise ApiError(exc.status, exc.code, exc.message) from None
-        elif principal.tenant_id is None:
-            raise ApiError(403, "admin_key", "call /v1 with a tenant key, not an admin key")
+            else:
+                principal.require_tenant()
+        except AuthError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
         plan = self._plan(principal)
         try:
             decision = await self.limiter.acquire(
@@ -122,7 +121,7 @@ class Gateway:
         return MeteredCall(self, principal, plan, request, model or "", action or "")
 
     def _plan(self, principal: Principal) -> PlanConfig:
-        plan = self.plans.get(principal.plan or "")
+        plan = self.billing.plans.get(principal.plan or "")
         if plan is None:
             raise ApiError(
                 403,
