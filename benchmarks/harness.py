@@ -37,6 +37,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def forgeline(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run the CLI as a user would; its stdout."""
     result = subprocess.run(

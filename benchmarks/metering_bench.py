@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from harness import APPLICANT, forgeline, free_port, start_server, trained_example, wait_ready
+from harness import (
+    APPLICANT,
+    cpu_seconds,
+    forgeline,
+    free_port,
+    start_server,
+    trained_example,
+    wait_ready,
+)
 
 INPUTS = {
     "tabular-classification": APPLICANT,
@@ -98,12 +105,6 @@ def wrk_load(
     if errors:
         raise SystemExit(f"{errors} requests failed:\n{output}")
     return answered
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
