@@ -75,11 +75,15 @@ def test_server_predicts_explains_and_rejects_bad_fields(credit_project: Path) -
         assert response.status_code == 200
         [prediction] = response.json()["predictions"]
         assert set(prediction) == {"label", "probability", "score", "decision", "reason_codes"}
-        assert prediction["reason_codes"] and prediction["reason_codes"][0]["feature"] in APPLICANT
+        computed = {"limit_to_income": 20000 / 2100}  # limit_bal / income
+        assert prediction["reason_codes"]
+        for reason in prediction["reason_codes"]:  # each with the value sent or computed
+            expected = APPLICANT.get(reason["feature"], computed.get(reason["feature"]))
+            assert reason["value"] == pytest.approx(expected)
 
         explained = api.post(f"{url}/explain", json={"inputs": [APPLICANT]}, timeout=30).json()
         [explanation] = explained["explanations"]
-        assert set(explanation["contributions"]) == set(APPLICANT)
+        assert set(explanation["contributions"]) == set(APPLICANT) | {"limit_to_income"}
 
         wrong_type = api.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "age": "old"}]})
         assert wrong_type.status_code == 422

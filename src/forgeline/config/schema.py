@@ -94,6 +94,15 @@ class TabularDataConfig(_DataFiles):
         default_factory=dict, description="Override the inferred kind of a column."
     )
     drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra numeric features computed from numeric input columns, as name: expression "
+            "(numexpr syntax: + - * / **, comparisons, where(condition, a, b), abs, log, sqrt), "
+            "e.g. 'utilization: bill_amt1 / limit_bal'. Requests send only the input columns. "
+            "A division by zero gives a missing value."
+        ),
+    )
     sensitive_as_features: bool = Field(
         False,
         description=(

@@ -54,6 +54,8 @@ class Column:
     """Categorical levels seen in training, in a fixed order (the model's codes)."""
     median: float = 0.0
     """Numeric fill value for models that cannot take missing values (logistic)."""
+    expression: str | None = None
+    """For a derived feature (``data.derived``), how it is computed from the input columns."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from forgeline.config import Project, TabularClassificationConfig
@@ -14,7 +15,8 @@ from forgeline.data.values import category_key, is_missing, parse_boolean, parse
 from forgeline.errors import DataError
 from forgeline.evaluate.fairness import check_bands
 from forgeline.tasks.base import DataSplits
-from forgeline.tasks.tabular.columns import Column, infer_kind, looks_like_id
+from forgeline.tasks.tabular.columns import Column, convert, infer_kind, looks_like_id
+from forgeline.tasks.tabular.derived import check_expression, evaluate
 
 EVENT = "__event__"
 """The target as 1 (the event, e.g. default) or 0, in every prepared split."""
@@ -155,7 +157,26 @@ def select_features(table: Table, data: TabularDataConfig) -> Features:
         raise DataError(
             f"{table.source}: no feature columns left after dropping ids and excluded columns"
         )
-    return Features(columns, notices)
+    return Features(columns + _derived_columns(frame, columns, data), notices)
+
+
+def _derived_columns(
+    frame: pd.DataFrame, columns: list[Column], data: TabularDataConfig
+) -> list[Column]:
+    """The ``data.derived`` features, checked against the input columns."""
+    numeric = [c for c in columns if c.kind in ("numeric", "boolean")]
+    inputs = {c.name: convert(c, frame[c.name].reset_index(drop=True)).to_numpy() for c in numeric}
+    derived = []
+    for name, expression in data.derived.items():
+        if name in frame.columns:
+            raise DataError(
+                f"data.derived.{name}: the data already has a column '{name}'; choose another name"
+            )
+        check_expression(name, expression, list(inputs))
+        values = evaluate(expression, inputs)
+        median = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
+        derived.append(Column(name=name, kind="numeric", median=median, expression=expression))
+    return derived
 
 
 def prepare_tabular_data(project: Project) -> DataSplits:

@@ -28,6 +28,7 @@ from forgeline.tasks.tabular.data import (
     select_features,
     target_classes,
 )
+from forgeline.tasks.tabular.derived import evaluate
 from forgeline.tasks.tabular.estimators import Estimator, GradientBoosting, Logistic, Matrix
 from forgeline.tasks.tabular.scorecard import points
 
@@ -50,6 +51,11 @@ class TabularSettings:
     sensitive: list[str]
     bands: dict[str, BandConfig]
     fairness_max_difference: float
+
+    @property
+    def inputs(self) -> list[Column]:
+        """The columns a request or file gives; derived features are computed from them."""
+        return [c for c in self.columns if c.expression is None]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,7 +266,7 @@ class TabularClassifier:
 
     def input_schema(self) -> dict[str, Any]:
         properties: dict[str, Any] = {}
-        for column in self.settings.columns:
+        for column in self.settings.inputs:
             if column.kind == "numeric":
                 properties[column.name] = {"type": ["number", "null"]}
             elif column.kind == "boolean":
@@ -276,7 +282,7 @@ class TabularClassifier:
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
         for index, row in enumerate(inputs):
-            check_input_row(index, row, self.settings.columns)
+            check_input_row(index, row, self.settings.inputs)
             if max_input_chars is not None:
                 for name, value in row.items():
                     if isinstance(value, str) and len(value) > max_input_chars:
@@ -286,7 +292,7 @@ class TabularClassifier:
                         )
 
     def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
-        names = [c.name for c in self.settings.columns]
+        names = [c.name for c in self.settings.inputs]
         missing = [n for n in names if n not in frame.columns]
         if missing:
             raise InputError(f"{source}: missing feature column(s) {', '.join(map(repr, missing))}")
@@ -294,7 +300,7 @@ class TabularClassifier:
             frame[names].astype(object).where(frame[names].notna(), None).to_dict(orient="records")
         )
         for position, row in enumerate(rows):
-            check_input_row(position, row, self.settings.columns, file_location(source, position))
+            check_input_row(position, row, self.settings.inputs, file_location(source, position))
         return rows
 
     def parse_cli_input(self, text: str) -> Any:
@@ -306,20 +312,21 @@ class TabularClassifier:
             ) from None
 
     def _features(self, inputs: Sequence[Any]) -> Matrix:
-        frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.columns])
+        frame = pd.DataFrame(list(inputs), columns=[c.name for c in self.settings.inputs])
         return features_matrix(frame, self.settings.columns)
 
     def _explained(
-        self, inputs: Sequence[Any]
+        self, features: Matrix
     ) -> tuple[Matrix, NDArray[np.float64], NDArray[np.float64]]:
         """Per row: feature contributions, base value and calibrated probability. The margin
         is the contributions' sum plus the base value, so the model runs once, not twice."""
-        contributions, base = self.main.estimator.contributions(self._features(inputs))
+        contributions, base = self.main.estimator.contributions(features)
         probability = self.main.calibrator.probability(contributions.sum(axis=1) + base)
         return contributions, base, probability
 
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
-        contributions, _, probability = self._explained(inputs)
+        features = self._features(inputs)
+        contributions, _, probability = self._explained(features)
         scores = points(probability, self.settings.scorecard)
         predictions = []
         for row, p in enumerate(probability):
@@ -333,7 +340,9 @@ class TabularClassifier:
                     "decision": self.settings.above
                     if p >= self.settings.threshold
                     else self.settings.below,
-                    "reason_codes": self._reason_codes(inputs[row], contributions[row]),
+                    "reason_codes": self._reason_codes(
+                        inputs[row], features[row], contributions[row]
+                    ),
                 }
             )
         return predictions
@@ -347,7 +356,7 @@ class TabularClassifier:
         )
 
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
-        contributions, base, probability = self._explained(inputs)
+        contributions, base, probability = self._explained(self._features(inputs))
         margin = contributions.sum(axis=1) + base
         return [
             {
@@ -370,19 +379,23 @@ class TabularClassifier:
     # -- helpers -----------------------------------------------------------------------------
 
     def _reason_codes(
-        self, row: dict[str, Any], contributions: NDArray[np.float64]
+        self, row: dict[str, Any], features: NDArray[np.float64], contributions: NDArray[np.float64]
     ) -> list[dict[str, Any]]:
-        """The features that pushed this row's risk up most, with their values."""
+        """The features that pushed this row's risk up most, with their values: as sent for an
+        input column, as computed for a derived one."""
         order = np.argsort(-contributions)
         reasons = []
         for index in order[: self.settings.reason_codes]:
             if contributions[index] <= 0:
                 break
-            name = self.settings.columns[index].name
+            column = self.settings.columns[index]
+            value = row.get(column.name)
+            if column.expression is not None:
+                value = None if np.isnan(features[index]) else round(float(features[index]), 6)
             reasons.append(
                 {
-                    "feature": name,
-                    "value": row.get(name),
+                    "feature": column.name,
+                    "value": value,
                     "contribution": round(float(contributions[index]), 4),
                 }
             )
@@ -390,9 +403,18 @@ class TabularClassifier:
 
 
 def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> Matrix:
-    """The model's input matrix: floats, NaN for missing, category codes for categories."""
+    """The model's input matrix: floats, NaN for missing, category codes for categories, and
+    derived features computed from the input columns."""
     if len(frame) == 0:
         return np.zeros((0, len(columns)))
+    inputs = {
+        c.name: convert(c, frame[c.name].reset_index(drop=True)).to_numpy()
+        for c in columns
+        if c.expression is None
+    }
     return np.column_stack(
-        [convert(c, frame[c.name].reset_index(drop=True)).to_numpy() for c in columns]
+        [
+            inputs[c.name] if c.expression is None else evaluate(c.expression, inputs)
+            for c in columns
+        ]
     )

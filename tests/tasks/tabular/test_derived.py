@@ -1,0 +1,101 @@
+"""Derived features (``data.derived``): checked against the data, computed at fit and predict."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from forgeline.config import Project, load_project
+from forgeline.errors import ConfigError, DataError, InputError
+from forgeline.tasks.tabular import TabularClassifier
+from forgeline.tasks.tabular.derived import check_expression, evaluate, referenced_columns
+from tests.conftest import write_project
+from tests.tasks.tabular.conftest import TABULAR_YAML, credit_frame
+
+DERIVED_YAML = (
+    TABULAR_YAML
+    + """\
+  derived:
+    risk_index: utilization * 10 + late_payments
+    limit_to_income: limit_bal / income
+"""
+)
+APPLICANT = {
+    "limit_bal": 20000,
+    "age": 24,
+    "home": "rent",
+    "income": 1800,
+    "utilization": 1.1,
+    "late_payments": 4,
+    "previous_default": "yes",
+}
+
+
+def _project(root: Path, yaml_text: str) -> Project:
+    write_project(root, yaml_text, {"data/train.csv": credit_frame().to_csv(index=False)})
+    return load_project(root / "forgeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> TabularClassifier:
+    project = _project(tmp_path_factory.mktemp("derived"), DERIVED_YAML)
+    return TabularClassifier.fit(project, TabularClassifier.prepare_data(project), lambda _: None)
+
+
+def test_referenced_columns_are_names_not_functions() -> None:
+    assert referenced_columns("x", "where(a > 0, a / b, log(c))") == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("income / salary", "data.derived.x: 'salary' is not a numeric feature column"),
+        ("income +* 2", "data.derived.x: 'income +* 2' is not an expression"),
+        ("income.__class__", "data.derived.x: cannot evaluate"),
+        ("exec(income)", "data.derived.x: cannot evaluate"),
+    ],
+)
+def test_bad_expressions_are_refused_naming_the_field(expression: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_expression("x", expression, ["income", "limit_bal"])
+
+
+def test_division_by_zero_is_missing_and_constants_fill_every_row() -> None:
+    columns = {"a": np.array([1.0, 0.0, 2.0, np.nan]), "b": np.array([0.0, 0.0, 4.0, 1.0])}
+    assert np.array_equal(evaluate("a / b", columns), [np.nan, np.nan, 0.5, np.nan], equal_nan=True)
+    assert evaluate("2 * 3", columns).tolist() == [6.0] * 4
+
+
+def test_derived_features_are_trained_on_but_not_sent(fitted: TabularClassifier) -> None:
+    names = [c.name for c in fitted.settings.columns]
+    assert names[-2:] == ["risk_index", "limit_to_income"]
+    assert "risk_index" not in fitted.input_schema()["properties"]
+    with pytest.raises(InputError, match=r"inputs\[0\]\.risk_index: unknown field"):
+        fitted.check_inputs([{**APPLICANT, "risk_index": 3}])
+    [explanation] = fitted.explain([APPLICANT])
+    assert explanation["contributions"]["risk_index"] > 0  # 15: far above the typical applicant
+
+
+def test_reason_codes_give_a_derived_feature_its_computed_value(
+    fitted: TabularClassifier, tmp_path: Path
+) -> None:
+    [prediction] = fitted.predict([APPLICANT])
+    reasons = {r["feature"]: r["value"] for r in prediction["reason_codes"]}
+    assert reasons["risk_index"] == pytest.approx(1.1 * 10 + 4)
+    fitted.save(tmp_path)
+    assert TabularClassifier.load(tmp_path).predict([APPLICANT]) == [prediction]
+
+
+def test_derived_name_taken_by_a_data_column_is_refused(tmp_path: Path) -> None:
+    project = _project(tmp_path, TABULAR_YAML + "  derived:\n    income: limit_bal / 4\n")
+    with pytest.raises(DataError, match=r"data\.derived\.income: the data already has a column"):
+        TabularClassifier.prepare_data(project)
+
+
+def test_derived_from_a_categorical_column_is_refused(tmp_path: Path) -> None:
+    project = _project(tmp_path, TABULAR_YAML + "  derived:\n    renter: home * 2\n")
+    with pytest.raises(ConfigError, match="'home' is not a numeric feature column"):
+        TabularClassifier.prepare_data(project)
