@@ -50,7 +50,7 @@ def main() -> None:
             project, source = load_project(config), "bundled example"
         data = TabularClassifier.prepare_data(project)
         model = TabularClassifier.fit(project, data, lambda _: None)
-    names = [c.name for c in model.settings.columns]
+    names = [c.name for c in model.settings.inputs]  # what a request sends
     rows = data.test[names].head(args.rows).astype(object)
     inputs = rows.where(rows.notna(), None).to_dict(orient="records")
     booster = model.main.estimator.booster  # type: ignore[attr-defined]
@@ -73,7 +73,8 @@ def main() -> None:
     model.predict(inputs)
     batched = (time.perf_counter() - started) / len(inputs) * 1000
 
-    print(f"data: {source}; {len(inputs)} rows, {len(names)} features, reason codes: 4")
+    width = len(model.settings.columns)
+    print(f"data: {source}; {len(inputs)} rows, {width} features, reason codes: 4")
     print(f"{'':44}{'ms/row':>8}{'speed-up':>10}")
     print(f"{'baseline: predict + shap.TreeExplainer/row':44}{baseline:8.3f}{1:10.2f}")
     print(f"{'forgeline predict, one row per call':44}{single:8.3f}{baseline / single:10.2f}")
