@@ -4,6 +4,11 @@ Binary decisions (tabular risk scoring): per group the selection rate (share dec
 event), true and false positive rates and ROC-AUC, plus the demographic parity difference and
 the equalized odds difference. Multi-class labels (text classification): per group accuracy and
 macro-F1 and the largest gap between groups. Gaps above the configured bound are flagged.
+
+Groups smaller than ``MIN_GROUP_SIZE`` rows are shown but left out of the differences: a rate
+from a handful of rows moves by many points with one row, and the between-group gap, a max minus
+a min, would report that noise (e.g. an undocumented education code of 3 applicants giving an
+equalized odds difference of 1.0).
 """
 
 from __future__ import annotations
@@ -31,6 +36,22 @@ from forgeline.data.io import Table
 from forgeline.data.values import is_missing, parse_number
 from forgeline.errors import DataError
 
+MIN_GROUP_SIZE = 30
+
+
+def _small_groups(sensitive: NDArray[Any], min_size: int) -> list[str]:
+    sizes = pd.Series(sensitive).value_counts()
+    return sorted(str(group) for group in sizes.index[sizes < min_size])
+
+
+def _small_group_note(attribute: str, small: list[str], min_size: int) -> list[str]:
+    if not small:
+        return []
+    which = f"group {small[0]} has" if len(small) == 1 else f"groups {', '.join(small)} have"
+    return [
+        f"{attribute}: {which} fewer than {min_size} rows; shown, but left out of the differences"
+    ]
+
 
 def _auc(y_true: NDArray[Any], y_score: NDArray[Any]) -> float:
     return float(roc_auc_score(y_true, y_score)) if len(np.unique(y_true)) == 2 else float("nan")
@@ -42,8 +63,11 @@ class AttributeFairness:
     by_group: pd.DataFrame
     demographic_parity_difference: float
     equalized_odds_difference: float
+    small_groups: list[str]
+    min_group_size: int
 
-    def exceeds(self, bound: float) -> list[str]:
+    def warnings(self, bound: float) -> list[str]:
+        """Differences above ``bound``, and the groups too small to count."""
         return [
             f"{self.attribute}: {name} {value:.3f} exceeds the bound {bound:.3f}"
             for name, value in (
@@ -51,13 +75,14 @@ class AttributeFairness:
                 ("equalized odds difference", self.equalized_odds_difference),
             )
             if value > bound
-        ]
+        ] + _small_group_note(self.attribute, self.small_groups, self.min_group_size)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "by_group": self.by_group.to_dict(orient="records"),
             "demographic_parity_difference": self.demographic_parity_difference,
             "equalized_odds_difference": self.equalized_odds_difference,
+            "small_groups": self.small_groups,
         }
 
 
@@ -66,10 +91,13 @@ def binary_fairness(
     decisions: NDArray[np.int64],
     probability: NDArray[np.float64],
     groups: pd.DataFrame,
+    min_group_size: int = MIN_GROUP_SIZE,
 ) -> list[AttributeFairness]:
     results = []
     for attribute in groups.columns:
         sensitive = groups[attribute].to_numpy()
+        small = _small_groups(sensitive, min_group_size)
+        counted = ~np.isin(sensitive, small)
         decided = MetricFrame(
             metrics={
                 "count": count,
@@ -91,15 +119,32 @@ def binary_fairness(
             AttributeFairness(
                 attribute=attribute,
                 by_group=table,
-                demographic_parity_difference=float(
-                    demographic_parity_difference(events, decisions, sensitive_features=sensitive)
+                demographic_parity_difference=_difference(
+                    demographic_parity_difference, events, decisions, sensitive, counted
                 ),
-                equalized_odds_difference=float(
-                    equalized_odds_difference(events, decisions, sensitive_features=sensitive)
+                equalized_odds_difference=_difference(
+                    equalized_odds_difference, events, decisions, sensitive, counted
                 ),
+                small_groups=small,
+                min_group_size=min_group_size,
             )
         )
     return results
+
+
+def _difference(
+    measure: Any,
+    events: NDArray[np.int64],
+    decisions: NDArray[np.int64],
+    sensitive: NDArray[Any],
+    counted: NDArray[np.bool_],
+) -> float:
+    """A fairlearn between-group difference over the counted rows; NaN with fewer than 2 groups."""
+    if len(np.unique(sensitive[counted])) < 2:
+        return float("nan")
+    return float(
+        measure(events[counted], decisions[counted], sensitive_features=sensitive[counted])
+    )
 
 
 def band_labels(band: BandConfig) -> list[str]:
@@ -154,8 +199,11 @@ class GroupAccuracy:
     by_group: pd.DataFrame
     accuracy_difference: float
     macro_f1_difference: float
+    small_groups: list[str]
+    min_group_size: int
 
-    def exceeds(self, bound: float) -> list[str]:
+    def warnings(self, bound: float) -> list[str]:
+        """Differences above ``bound``, and the groups too small to count."""
         return [
             f"{self.attribute}: {name} {value:.3f} exceeds the bound {bound:.3f}"
             for name, value in (
@@ -163,36 +211,53 @@ class GroupAccuracy:
                 ("macro-F1 difference", self.macro_f1_difference),
             )
             if value > bound
-        ]
+        ] + _small_group_note(self.attribute, self.small_groups, self.min_group_size)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "by_group": self.by_group.to_dict(orient="records"),
             "accuracy_difference": self.accuracy_difference,
             "macro_f1_difference": self.macro_f1_difference,
+            "small_groups": self.small_groups,
         }
 
 
 def multiclass_fairness(
-    truth: list[str], predicted: list[str], groups: pd.DataFrame
+    truth: list[str],
+    predicted: list[str],
+    groups: pd.DataFrame,
+    min_group_size: int = MIN_GROUP_SIZE,
 ) -> list[GroupAccuracy]:
     results = []
+    y_true, y_pred = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
     for attribute in groups.columns:
+        sensitive = groups[attribute].to_numpy()
+        small = _small_groups(sensitive, min_group_size)
+        counted = ~np.isin(sensitive, small)
         frame = MetricFrame(
             metrics={"count": count, "accuracy": accuracy_score, "macro_f1": _macro_f1},
-            y_true=np.asarray(truth, dtype=object),
-            y_pred=np.asarray(predicted, dtype=object),
-            sensitive_features=groups[attribute].to_numpy(),
+            y_true=y_true,
+            y_pred=y_pred,
+            sensitive_features=sensitive,
         )
-        differences = frame.difference(method="between_groups")
         table = frame.by_group.reset_index().rename(columns={"sensitive_feature_0": "group"})
         table["count"] = table["count"].astype(int)
+        differences = {"accuracy": float("nan"), "macro_f1": float("nan")}
+        if len(np.unique(sensitive[counted])) >= 2:
+            differences = MetricFrame(
+                metrics={"accuracy": accuracy_score, "macro_f1": _macro_f1},
+                y_true=y_true[counted],
+                y_pred=y_pred[counted],
+                sensitive_features=sensitive[counted],
+            ).difference(method="between_groups")
         results.append(
             GroupAccuracy(
                 attribute=attribute,
                 by_group=table,
                 accuracy_difference=float(differences["accuracy"]),
                 macro_f1_difference=float(differences["macro_f1"]),
+                small_groups=small,
+                min_group_size=min_group_size,
             )
         )
     return results

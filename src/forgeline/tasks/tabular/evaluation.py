@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from forgeline.evaluate.fairness import binary_fairness, group_tables, sensitive_groups
+from forgeline.evaluate.fairness import (
+    MIN_GROUP_SIZE,
+    binary_fairness,
+    group_tables,
+    sensitive_groups,
+)
 from forgeline.evaluate.metrics import expected_calibration_error, reliability_curve
 from forgeline.evaluate.plots import (
     confusion_matrix_png,
@@ -140,14 +145,15 @@ def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation
         fairness = binary_fairness(events, decisions, probability, groups)
         metrics["fairness"] = {f.attribute: f.to_json() for f in fairness}
         fairness_warnings = [
-            w for f in fairness for w in f.exceeds(settings.fairness_max_difference)
+            w for f in fairness for w in f.warnings(settings.fairness_max_difference)
         ]
         metrics["fairness_warnings"] = fairness_warnings
         warnings += fairness_warnings
         paragraphs = [
             f"Per group at the decision threshold: selection rate (share decided '{settings.above}'), "
             "true and false positive rates, and ROC-AUC. Differences above "
-            f"{settings.fairness_max_difference:.2f} are flagged."
+            f"{settings.fairness_max_difference:.2f} are flagged. Groups of fewer than "
+            f"{MIN_GROUP_SIZE} rows are shown but left out of the differences."
         ] + [f"Warning: {w}" for w in fairness_warnings]
         tables = group_tables(fairness)
         tables.append(

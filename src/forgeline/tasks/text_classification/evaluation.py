@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from forgeline.evaluate.fairness import group_tables, multiclass_fairness, sensitive_groups
+from forgeline.evaluate.fairness import (
+    MIN_GROUP_SIZE,
+    group_tables,
+    multiclass_fairness,
+    sensitive_groups,
+)
 from forgeline.evaluate.metrics import classification_metrics
 from forgeline.evaluate.plots import confusion_matrix_png, reliability_png
 from forgeline.tasks.base import Evaluation, ReportSection
@@ -109,7 +114,7 @@ def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evalu
         groups = sensitive_groups(data, model.audit.sensitive, model.audit.bands)
         audited = multiclass_fairness(truth, predicted, groups)
         metrics["fairness"] = {a.attribute: a.to_json() for a in audited}
-        warnings = [w for a in audited for w in a.exceeds(model.audit.max_difference)]
+        warnings = [w for a in audited for w in a.warnings(model.audit.max_difference)]
         tables = group_tables(audited)
         for result in audited:
             summary.append(
@@ -120,7 +125,8 @@ def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evalu
                 title="Fairness",
                 paragraphs=[
                     "Accuracy and macro-F1 per group; gaps above "
-                    f"{model.audit.max_difference:.2f} are flagged.",
+                    f"{model.audit.max_difference:.2f} are flagged. Groups of fewer than "
+                    f"{MIN_GROUP_SIZE} rows are shown but left out of the gaps.",
                     *(f"Warning: {w}" for w in warnings),
                 ],
                 tables=tables,
