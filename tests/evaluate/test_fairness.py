@@ -70,3 +70,7 @@ def test_small_groups_are_shown_but_left_out_of_the_differences() -> None:
         events[first], decisions[first], events[first].astype(np.float64), groups[first]
     )
     assert np.isnan(alone.demographic_parity_difference)  # one counted group: no difference
+    assert alone.warnings(0.1) == [
+        "education: group 2 has fewer than 30 rows; shown, but left out of the differences",
+        "education: no difference computed: fewer than 2 groups have 30 rows",
+    ]

@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from forgeline.evaluate import classification_metrics, expected_calibration_error
+from forgeline.evaluate import classification_metrics, expected_calibration_error, metrics_json
 
 
 def test_ece_of_a_perfectly_calibrated_model_is_zero() -> None:
@@ -42,3 +44,12 @@ def test_metrics_json_is_serialisable() -> None:
     payload = json.loads(json.dumps(measured.to_json()))
     assert payload["confusion_matrix"]["counts"] == [[1, 0], [1, 0]]
     assert payload["worst_confused_pairs"] == [{"true": "b", "predicted": "a", "count": 1}]
+
+
+def test_metrics_json_writes_undefined_values_as_null() -> None:
+    metrics = {"auc": float("nan"), "groups": [{"auc": float("inf"), "count": 3}], "f1": 0.5}
+    assert json.loads(metrics_json(metrics)) == {
+        "auc": None,
+        "groups": [{"auc": None, "count": 3}],
+        "f1": 0.5,
+    }

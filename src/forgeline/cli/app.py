@@ -156,7 +156,7 @@ def _resolved_config_yaml(project: Project) -> str:
 @app.command()
 def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> None:
     """Measure a model on the held-out test data; write metrics.json and report.html."""
-    from forgeline.evaluate import write_report
+    from forgeline.evaluate import metrics_json, write_report
     from forgeline.registry import ModelRegistry
     from forgeline.tasks import get_task
 
@@ -175,7 +175,7 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
         warn(warning)
     out = loaded.version.evaluation_dir
     out.mkdir(exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2), encoding="utf-8")
+    (out / "metrics.json").write_text(metrics_json(evaluation.metrics), encoding="utf-8")
     report = out / "report.html"
     write_report(
         evaluation, report, title=f"{loaded.version.name} {loaded.version.version}: test evaluation"

@@ -98,9 +98,10 @@ class TabularDataConfig(_DataFiles):
         default_factory=dict,
         description=(
             "Extra numeric features computed from numeric input columns, as name: expression "
-            "(numexpr syntax: + - * / **, comparisons, where(condition, a, b), abs, log, sqrt), "
-            "e.g. 'utilization: bill_amt1 / limit_bal'. Requests send only the input columns. "
-            "A division by zero gives a missing value."
+            "(+ - * / ** %, comparisons, & | ~, where(condition, a, b), minimum, maximum, abs, "
+            "log, sqrt and other element-wise functions), e.g. 'utilization: bill_amt1 / "
+            "limit_bal'. Requests send only the input columns. The value is missing where an "
+            "input it reads is missing or the result is not finite (a division by zero)."
         ),
     )
     sensitive_as_features: bool = Field(

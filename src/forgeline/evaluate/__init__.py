@@ -4,6 +4,7 @@ from forgeline.evaluate.metrics import (
     ClassificationMetrics,
     classification_metrics,
     expected_calibration_error,
+    metrics_json,
 )
 from forgeline.evaluate.report import write_report
 
@@ -11,5 +12,6 @@ __all__ = [
     "ClassificationMetrics",
     "classification_metrics",
     "expected_calibration_error",
+    "metrics_json",
     "write_report",
 ]

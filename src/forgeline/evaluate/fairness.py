@@ -14,6 +14,7 @@ equalized odds difference of 1.0).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +45,19 @@ def _small_groups(sensitive: NDArray[Any], min_size: int) -> list[str]:
     return sorted(str(group) for group in sizes.index[sizes < min_size])
 
 
-def _small_group_note(attribute: str, small: list[str], min_size: int) -> list[str]:
-    if not small:
-        return []
-    which = f"group {small[0]} has" if len(small) == 1 else f"groups {', '.join(small)} have"
-    return [
-        f"{attribute}: {which} fewer than {min_size} rows; shown, but left out of the differences"
-    ]
+def _group_size_notes(attribute: str, small: list[str], min_size: int, computed: bool) -> list[str]:
+    notes = []
+    if small:
+        which = f"group {small[0]} has" if len(small) == 1 else f"groups {', '.join(small)} have"
+        notes.append(
+            f"{attribute}: {which} fewer than {min_size} rows; shown, but left out of the "
+            "differences"
+        )
+    if not computed:
+        notes.append(
+            f"{attribute}: no difference computed: fewer than 2 groups have {min_size} rows"
+        )
+    return notes
 
 
 def _auc(y_true: NDArray[Any], y_score: NDArray[Any]) -> float:
@@ -75,7 +82,12 @@ class AttributeFairness:
                 ("equalized odds difference", self.equalized_odds_difference),
             )
             if value > bound
-        ] + _small_group_note(self.attribute, self.small_groups, self.min_group_size)
+        ] + _group_size_notes(
+            self.attribute,
+            self.small_groups,
+            self.min_group_size,
+            not math.isnan(self.demographic_parity_difference),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -211,7 +223,12 @@ class GroupAccuracy:
                 ("macro-F1 difference", self.macro_f1_difference),
             )
             if value > bound
-        ] + _small_group_note(self.attribute, self.small_groups, self.min_group_size)
+        ] + _group_size_notes(
+            self.attribute,
+            self.small_groups,
+            self.min_group_size,
+            not math.isnan(self.accuracy_difference),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

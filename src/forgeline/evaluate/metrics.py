@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,22 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
+
+
+def metrics_json(metrics: Any) -> str:
+    """Metrics as strict JSON: an undefined value (NaN, e.g. the AUC of a group with one class)
+    is null, since other tools' JSON parsers reject NaN."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps(strict(metrics), indent=2, allow_nan=False)
 
 
 def expected_calibration_error(

@@ -31,6 +31,7 @@ from typing import Any
 
 from forgeline.data.fingerprint import file_sha256
 from forgeline.errors import RegistryError
+from forgeline.evaluate.metrics import metrics_json
 from forgeline.registry.card import render_model_card
 from forgeline.tasks.base import Task
 from forgeline.tasks.registry import get_task
@@ -186,7 +187,7 @@ class ModelRegistry:
             model.save(staging)
             (staging / "forgeline.yaml").write_text(config_yaml, encoding="utf-8")
             metrics = model.training_metrics
-            (staging / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+            (staging / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
             existing = self.versions(name)
             version = f"v{int(existing[-1][1:]) + 1}" if existing else "v1"
             manifest: dict[str, Any] = {

@@ -46,27 +46,63 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> TabularClassifier:
 
 
 def test_referenced_columns_are_names_not_functions() -> None:
-    assert referenced_columns("x", "where(a > 0, a / b, log(c))") == ["a", "b", "c"]
+    assert referenced_columns("x", "where(a > 0, a / b, log(c))") == ("a", "b", "c")
 
 
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
-        ("income / salary", "data.derived.x: 'salary' is not a numeric feature column"),
-        ("income +* 2", "data.derived.x: 'income +* 2' is not an expression"),
-        ("income.__class__", "data.derived.x: cannot evaluate"),
-        ("exec(income)", "data.derived.x: cannot evaluate"),
+        ("income / salary", "reads 'salary', which is not a numeric feature column"),
+        ("income +* 2", "is not an expression"),
+        ("income.__class__", "uses Attribute, which derived features do not allow"),
+        ("exec(income)", "calls exec(...); allowed are"),
+        ("where(flag, income, 0)", "(a condition is a comparison, e.g. where(flag == 1, a, b))"),
+        # Reductions would make a row's value depend on the rest of its batch.
+        ("max(income, 0)", "calls max(...)"),
+        ("income / sum(income)", "calls sum(...)"),
+        ("2 * 3", "reads no column"),
+        ("income * 'a'", "may hold numbers only"),
     ],
 )
 def test_bad_expressions_are_refused_naming_the_field(expression: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        check_expression("x", expression, ["income", "limit_bal"])
+    with pytest.raises(ConfigError, match=r"^data\.derived\.x: .*" + re.escape(message)):
+        check_expression("x", expression, ["income", "limit_bal", "flag"])
 
 
-def test_division_by_zero_is_missing_and_constants_fill_every_row() -> None:
+def test_code_smuggled_past_numexpr_never_runs(tmp_path: Path) -> None:
+    # numexpr compiles with eval() and its sanitizer lets generator expressions through.
+    marker = tmp_path / "ran"
+    payload = f"where(*(open({str(marker)!r}, 'w') for income in (1,)))"
+    with pytest.raises(ConfigError, match="derived features do not allow"):
+        check_expression("x", payload, ["income"])
+    assert not marker.exists()
+
+
+def test_missing_inputs_and_non_finite_results_are_missing() -> None:
     columns = {"a": np.array([1.0, 0.0, 2.0, np.nan]), "b": np.array([0.0, 0.0, 4.0, 1.0])}
-    assert np.array_equal(evaluate("a / b", columns), [np.nan, np.nan, 0.5, np.nan], equal_nan=True)
-    assert evaluate("2 * 3", columns).tolist() == [6.0] * 4
+    result = evaluate("x", "a / b", columns)
+    assert np.array_equal(result, [np.nan, np.nan, 0.5, np.nan], equal_nan=True)
+    # where() would turn a missing flag into the "else" value; it stays missing instead.
+    assert np.array_equal(
+        evaluate("x", "where(a > 0, 1, 0)", columns), [1, 0, 1, np.nan], equal_nan=True
+    )
+
+
+def test_a_row_gets_the_same_value_alone_or_in_a_batch() -> None:
+    batch = {"a": np.array([-1.0, 2.0, 3.0])}
+    alone = {"a": np.array([-1.0])}
+    assert evaluate("x", "maximum(a, 0)", batch).tolist() == [0.0, 2.0, 3.0]
+    assert evaluate("x", "maximum(a, 0)", alone).tolist() == [0.0]
+
+
+def test_a_tampered_saved_expression_is_refused_at_load(
+    fitted: TabularClassifier, tmp_path: Path
+) -> None:
+    fitted.save(tmp_path)
+    settings = tmp_path / "tabular.json"
+    settings.write_text(settings.read_text().replace("limit_bal / income", "limit_bal.real"))
+    with pytest.raises(ConfigError, match="uses Attribute"):
+        TabularClassifier.load(tmp_path)
 
 
 def test_derived_features_are_trained_on_but_not_sent(fitted: TabularClassifier) -> None:
@@ -97,5 +133,5 @@ def test_derived_name_taken_by_a_data_column_is_refused(tmp_path: Path) -> None:
 
 def test_derived_from_a_categorical_column_is_refused(tmp_path: Path) -> None:
     project = _project(tmp_path, TABULAR_YAML + "  derived:\n    renter: home * 2\n")
-    with pytest.raises(ConfigError, match="'home' is not a numeric feature column"):
+    with pytest.raises(ConfigError, match="reads 'home', which is not a numeric feature column"):
         TabularClassifier.prepare_data(project)

@@ -58,7 +58,10 @@ class Column:
     """For a derived feature (``data.derived``), how it is computed from the input columns."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        saved = asdict(self)
+        if self.expression is None:
+            del saved["expression"]  # input columns stay readable by earlier versions
+        return saved
 
 
 def convert(column: Column, values: pd.Series) -> pd.Series:

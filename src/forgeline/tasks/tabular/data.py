@@ -173,7 +173,7 @@ def _derived_columns(
                 f"data.derived.{name}: the data already has a column '{name}'; choose another name"
             )
         check_expression(name, expression, list(inputs))
-        values = evaluate(expression, inputs)
+        values = evaluate(name, expression, inputs)
         median = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
         derived.append(Column(name=name, kind="numeric", median=median, expression=expression))
     return derived

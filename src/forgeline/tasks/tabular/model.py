@@ -28,7 +28,7 @@ from forgeline.tasks.tabular.data import (
     select_features,
     target_classes,
 )
-from forgeline.tasks.tabular.derived import evaluate
+from forgeline.tasks.tabular.derived import check_expression, evaluate
 from forgeline.tasks.tabular.estimators import Estimator, GradientBoosting, Logistic, Matrix
 from forgeline.tasks.tabular.scorecard import points
 
@@ -75,8 +75,14 @@ class TabularSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TabularSettings:
+        columns = [Column(**c) for c in data["columns"]]
+        # A saved model may come from elsewhere: its expressions pass the same check as config.
+        numeric = [c.name for c in columns if c.expression is None and c.kind != "categorical"]
+        for column in columns:
+            if column.expression is not None:
+                check_expression(column.name, column.expression, numeric)
         return cls(
-            columns=[Column(**c) for c in data["columns"]],
+            columns=columns,
             target=data["target"],
             event=data["event"],
             non_event=data["non_event"],
@@ -414,7 +420,7 @@ def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> Matrix:
     }
     return np.column_stack(
         [
-            inputs[c.name] if c.expression is None else evaluate(c.expression, inputs)
+            inputs[c.name] if c.expression is None else evaluate(c.name, c.expression, inputs)
             for c in columns
         ]
     )

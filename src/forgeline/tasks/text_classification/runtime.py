@@ -54,6 +54,14 @@ class TorchEncoder:
         )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a container's cpuset), not the
+    host's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class OnnxEncoder:
     runtime = "onnx"
 
@@ -65,7 +73,7 @@ class OnnxEncoder:
         # operators and starve the HTTP event loop that parses requests and gathers batches.
         # On 2 cores this took requests/s at concurrency 32 from 415 (one thread, leaving a
         # core to the loop) and 478 (two spinning threads) to 645 (benchmarks/serve_bench.py).
-        options.intra_op_num_threads = os.cpu_count() or 1
+        options.intra_op_num_threads = usable_cores()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._bytes = model_bytes
