@@ -166,7 +166,7 @@ def test_hard_cap_refuses_calls_beyond_the_quota(
     first = client.post(PREDICT, json={"inputs": ["a", "b"]}, headers=headers)
     assert first.status_code == 200 and first.headers["x-quota-remaining"] == "1"
     over = client.post(PREDICT, json={"inputs": ["c", "d"]}, headers=headers)
-    assert over.status_code == 402
+    assert over.status_code == 402 and over.headers["x-quota-remaining"] == "1"
     assert over.json()["error"]["message"] == (
         "monthly quota of plan 'tiny' is 3 units; 2 are used and this call needs 2"
     )

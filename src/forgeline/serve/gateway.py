@@ -215,6 +215,7 @@ class MeteredCall:
             "quota_exceeded",
             f"monthly quota of plan '{self.principal.plan}' is {refused.cap} units; "
             f"{refused.used} are used and this call needs {units}",
+            {"X-Quota-Remaining": str(max(0, refused.cap - refused.used))},
         )
 
 

@@ -98,17 +98,16 @@ def test_band_on_a_text_column_is_an_error(tmp_path: Path) -> None:
         )
 
 
-def test_mostly_numeric_column_with_a_typo_is_reported(tmp_path: Path) -> None:
+def test_mostly_numeric_column_with_a_typo_is_an_error_naming_the_cell(tmp_path: Path) -> None:
     frame = credit_frame(100)
     frame["income"] = frame["income"].astype(object)
     frame.loc[7, "income"] = "forty"
-    splits = TabularClassifier.prepare_data(_project(tmp_path, frame.to_csv(index=False)))
-    [notice] = [w for w in splits.warnings if "mostly numbers" in w]
-    assert (
-        "'forty'" in notice
-        and "row 8 (line 9)" in notice
-        and "data.columns.income: numeric" in notice
-    )
+    with pytest.raises(DataError) as error:
+        TabularClassifier.prepare_data(_project(tmp_path, frame.to_csv(index=False)))
+    message = str(error.value)
+    assert "row 8 (line 9), column 'income': 'forty' is not a number" in message
+    assert "99 of the column's 100 values are" in message
+    assert "data.columns.income: categorical" in message
 
 
 def test_test_set_target_value_unseen_in_training(tmp_path: Path) -> None:

@@ -125,10 +125,33 @@ def test_reason_codes_give_a_derived_feature_its_computed_value(
     assert TabularClassifier.load(tmp_path).predict([APPLICANT]) == [prediction]
 
 
-def test_derived_name_taken_by_a_data_column_is_refused(tmp_path: Path) -> None:
-    project = _project(tmp_path, TABULAR_YAML + "  derived:\n    income: limit_bal / 4\n")
-    with pytest.raises(DataError, match=r"data\.derived\.income: the data already has a column"):
+@pytest.mark.parametrize("taken", ["income", "default", "age_band", "sex"])
+def test_derived_name_taken_by_a_column_target_or_band_is_refused(
+    tmp_path: Path, taken: str
+) -> None:
+    project = _project(tmp_path, TABULAR_YAML + f"  derived:\n    {taken}: limit_bal / 4\n")
+    with pytest.raises(DataError, match=rf"data\.derived\.{taken}: '{taken}' already names"):
         TabularClassifier.prepare_data(project)
+
+
+def test_non_finite_derived_values_are_reported(tmp_path: Path) -> None:
+    frame = credit_frame()
+    frame.loc[[3, 9], "income"] = 0
+    root = tmp_path / "some"
+    write_project(
+        root,
+        TABULAR_YAML + "  derived:\n    limit_to_income: limit_bal / income\n",
+        {"data/train.csv": frame.to_csv(index=False)},
+    )
+    splits = TabularClassifier.prepare_data(load_project(root / "forgeline.yaml"))
+    assert any(
+        "data.derived.limit_to_income: 'limit_bal / income' is not a finite number in 2 training"
+        in warning
+        for warning in splits.warnings
+    )
+    never = _project(tmp_path / "never", TABULAR_YAML + "  derived:\n    x: income / 0\n")
+    with pytest.raises(DataError, match="has no finite value in any training row"):
+        TabularClassifier.prepare_data(never)
 
 
 def test_derived_from_a_categorical_column_is_refused(tmp_path: Path) -> None:

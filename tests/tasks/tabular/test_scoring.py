@@ -32,6 +32,16 @@ def test_calibration_improves_brier_on_a_skewed_set() -> None:
     assert calibrator.probability(distorted).mean() == pytest.approx(events.mean(), abs=0.01)
 
 
+def test_auto_calibration_keeps_to_platt_on_a_small_validation_set() -> None:
+    rng = np.random.default_rng(2)
+    true_margin = rng.normal(-1.5, 1.5, 600)
+    events = (rng.random(600) < sigmoid(true_margin)).astype(np.int64)
+    calibrator, scores = choose_calibrator("auto", 2.0 * true_margin + 1, events, seed=0)
+    # Isotonic steps fitted on 600 rows would give whole slices of applicants one probability.
+    assert calibrator.method == "platt" and scores == {}
+    assert len(np.unique(calibrator.probability(true_margin))) == len(np.unique(true_margin))
+
+
 @pytest.mark.parametrize("method", ["platt", "isotonic", "none"])
 def test_calibrator_round_trips_through_json(method: str) -> None:
     from forgeline.tasks.tabular.calibration import Calibrator

@@ -16,7 +16,7 @@ from forgeline.errors import DataError
 from forgeline.evaluate.fairness import check_bands
 from forgeline.tasks.base import DataSplits
 from forgeline.tasks.tabular.columns import Column, convert, infer_kind, looks_like_id
-from forgeline.tasks.tabular.derived import check_expression, evaluate
+from forgeline.tasks.tabular.derived import check_expression, evaluate, referenced_columns
 
 EVENT = "__event__"
 """The target as 1 (the event, e.g. default) or 0, in every prepared split."""
@@ -138,13 +138,15 @@ def select_features(table: Table, data: TabularDataConfig) -> Features:
             column.categories = sorted({category_key(v) for v in values if not is_missing(v)})
             numeric = [parse_number(v) is not None for v in values if not is_missing(v)]
             if name not in data.columns and numeric and sum(numeric) >= MOSTLY * len(numeric):
+                # Almost surely a typo in a numeric column: as categories, every distinct number
+                # would become a level and requests would have to send them as text.
                 position = next(
                     i for i, v in enumerate(values) if not is_missing(v) and parse_number(v) is None
                 )
-                notices.append(
-                    f"column '{name}' is mostly numbers but has text (e.g. {values.iloc[position]!r} "
-                    f"at {table.where(position)}), so it is treated as categorical; set "
-                    f"data.columns.{name}: numeric to have such values reported as errors"
+                raise DataError(
+                    f"{table.where(position, name)}: {values.iloc[position]!r} is not a number, "
+                    f"but {sum(numeric)} of the column's {len(numeric)} values are; fix the cell, "
+                    f"or set data.columns.{name}: categorical if it holds categories"
                 )
         elif kind == "numeric":
             numbers = [parse_number(v) for v in values if not is_missing(v)]
@@ -157,24 +159,38 @@ def select_features(table: Table, data: TabularDataConfig) -> Features:
         raise DataError(
             f"{table.source}: no feature columns left after dropping ids and excluded columns"
         )
-    return Features(columns + _derived_columns(frame, columns, data), notices)
+    return Features(columns + _derived_columns(frame, columns, data, notices), notices)
 
 
 def _derived_columns(
-    frame: pd.DataFrame, columns: list[Column], data: TabularDataConfig
+    frame: pd.DataFrame, columns: list[Column], data: TabularDataConfig, notices: list[str]
 ) -> list[Column]:
-    """The ``data.derived`` features, checked against the input columns."""
+    """The ``data.derived`` features, checked against the input columns and the training data;
+    what is worth knowing about their values goes to ``notices``."""
     numeric = [c for c in columns if c.kind in ("numeric", "boolean")]
     inputs = {c.name: convert(c, frame[c.name].reset_index(drop=True)).to_numpy() for c in numeric}
     derived = []
+    taken = {*frame.columns, data.target, *data.sensitive, *data.bands}
     for name, expression in data.derived.items():
-        if name in frame.columns:
+        if name in taken:
             raise DataError(
-                f"data.derived.{name}: the data already has a column '{name}'; choose another name"
+                f"data.derived.{name}: '{name}' already names a column, the target, a sensitive "
+                "attribute or a band; choose another name"
             )
         check_expression(name, expression, list(inputs))
         values = evaluate(name, expression, inputs)
-        median = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
+        if not np.isfinite(values).any():
+            raise DataError(
+                f"data.derived.{name}: {expression!r} has no finite value in any training row"
+            )
+        read = referenced_columns(name, expression)
+        lost = int((np.isnan(values) & ~np.any([np.isnan(inputs[c]) for c in read], axis=0)).sum())
+        if lost:
+            notices.append(
+                f"data.derived.{name}: {expression!r} is not a finite number in {lost} training "
+                "row(s) whose inputs are present (e.g. a division by zero); those count as missing"
+            )
+        median = float(np.nanmedian(values))
         derived.append(Column(name=name, kind="numeric", median=median, expression=expression))
     return derived
 

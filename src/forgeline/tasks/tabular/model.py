@@ -108,11 +108,10 @@ class Scorer:
         return self.calibrator.probability(self.estimator.margin(features))
 
 
-def ks_statistic(
-    events: NDArray[np.int64], probability: NDArray[np.float64]
-) -> tuple[float, float]:
-    """(KS, threshold): the largest TPR - FPR gap and the probability where it occurs."""
-    fpr, tpr, thresholds = roc_curve(events, probability)
+def ks_statistic(events: NDArray[np.int64], score: NDArray[np.float64]) -> tuple[float, float]:
+    """(KS, threshold): the largest TPR - FPR gap and the score (for a decision threshold, a
+    probability) where it occurs."""
+    fpr, tpr, thresholds = roc_curve(events, score)
     best = int(np.argmax(tpr - fpr))
     return float(tpr[best] - fpr[best]), float(min(thresholds[best], 1.0))
 
@@ -183,17 +182,17 @@ class TabularClassifier:
         for kind in kinds:
             started = time.perf_counter()
             estimator = _fit_estimator(kind, columns, train, validation, config)
+            margin = estimator.margin(validation[0])
             calibrator, brier_by_method = choose_calibrator(
-                config.model.calibration,
-                estimator.margin(validation[0]),
-                validation[1],
-                config.model.seed,
+                config.model.calibration, margin, validation[1], config.model.seed
             )
             scorer = Scorer(estimator, calibrator)
             probability = scorer.probability(validation[0])
-            ks, _ = ks_statistic(validation[1], probability)
+            # Ranking is measured on the margin: the calibrator was fitted on these rows, and
+            # an isotonic fit's ties would flatter its own training data.
+            ks, _ = ks_statistic(validation[1], margin)
             metrics[f"{kind}_train_seconds"] = round(time.perf_counter() - started, 2)
-            metrics[f"{kind}_validation_roc_auc"] = float(roc_auc_score(validation[1], probability))
+            metrics[f"{kind}_validation_roc_auc"] = float(roc_auc_score(validation[1], margin))
             metrics[f"{kind}_validation_ks"] = ks
             metrics[f"{kind}_validation_brier"] = brier(probability, validation[1])
             metrics[f"{kind}_calibration"] = calibrator.method
