@@ -69,6 +69,18 @@ def test_prediction_has_probability_score_decision_and_reasons(
     assert contributions == sorted(contributions, reverse=True) and contributions[-1] > 0
 
 
+def test_reason_code_values_are_numbers_even_when_sent_as_text(
+    fitted: tuple[TabularClassifier, Project],
+) -> None:
+    model, _ = fitted
+    as_text = {k: str(v) if isinstance(v, int | float) else v for k, v in APPLICANT.items()}
+    [prediction] = model.predict([as_text])  # as a CSV file's cells arrive
+    numeric = {c.name for c in model.settings.columns if c.kind == "numeric"}
+    reasons = [r for r in prediction["reason_codes"] if r["feature"] in numeric]
+    assert reasons
+    assert all(r["value"] == float(str(APPLICANT[r["feature"]])) for r in reasons)
+
+
 def test_reason_codes_agree_with_shap(fitted: tuple[TabularClassifier, Project]) -> None:
     model, project = fitted
     data = TabularClassifier.prepare_data(project)

@@ -386,25 +386,32 @@ class TabularClassifier:
     def _reason_codes(
         self, row: dict[str, Any], features: NDArray[np.float64], contributions: NDArray[np.float64]
     ) -> list[dict[str, Any]]:
-        """The features that pushed this row's risk up most, with their values: as sent for an
-        input column, as computed for a derived one."""
+        """The features that pushed this row's risk up most, with their values (see
+        ``_reason_value``)."""
         order = np.argsort(-contributions)
         reasons = []
         for index in order[: self.settings.reason_codes]:
             if contributions[index] <= 0:
                 break
             column = self.settings.columns[index]
-            value = row.get(column.name)
-            if column.expression is not None:
-                value = None if np.isnan(features[index]) else round(float(features[index]), 6)
             reasons.append(
                 {
                     "feature": column.name,
-                    "value": value,
+                    "value": _reason_value(column, row.get(column.name), float(features[index])),
                     "contribution": round(float(contributions[index]), 4),
                 }
             )
         return reasons
+
+
+def _reason_value(column: Column, sent: Any, feature: float) -> Any:
+    """A reason code's value: a number for numeric and derived features, whether it was sent as
+    JSON, as a CSV cell's text or computed; a category or yes/no as sent."""
+    if np.isnan(feature):
+        return None
+    if column.kind == "numeric":
+        return round(feature, 6)
+    return sent
 
 
 def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> Matrix:
