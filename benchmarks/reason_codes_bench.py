@@ -25,7 +25,7 @@ import shap
 
 from forgeline.config import load_project
 from forgeline.tasks.tabular import TabularClassifier
-from forgeline.tasks.tabular.model import features_matrix
+from forgeline.tasks.tabular.columns import features_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 TAIWAN = ROOT / "examples" / "taiwan-credit"

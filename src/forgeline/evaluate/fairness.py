@@ -40,9 +40,16 @@ from forgeline.errors import DataError
 MIN_GROUP_SIZE = 30
 
 
-def _small_groups(sensitive: NDArray[Any], min_size: int) -> list[str]:
+def _counted_rows(
+    sensitive: NDArray[Any], min_size: int
+) -> tuple[list[str], NDArray[np.bool_] | None]:
+    """(the groups under ``min_size`` rows, the rows of the other groups); no rows when fewer
+    than 2 groups are left to compare."""
     sizes = pd.Series(sensitive).value_counts()
-    return sorted(str(group) for group in sizes.index[sizes < min_size])
+    small = sorted(str(group) for group in sizes.index[sizes < min_size])
+    if len(sizes) - len(small) < 2:
+        return small, None
+    return small, ~np.isin(sensitive, small)
 
 
 def _group_size_notes(attribute: str, small: list[str], min_size: int, computed: bool) -> list[str]:
@@ -108,8 +115,7 @@ def binary_fairness(
     results = []
     for attribute in groups.columns:
         sensitive = groups[attribute].to_numpy()
-        small = _small_groups(sensitive, min_group_size)
-        counted = ~np.isin(sensitive, small)
+        small, counted = _counted_rows(sensitive, min_group_size)
         decided = MetricFrame(
             metrics={
                 "count": count,
@@ -127,36 +133,22 @@ def binary_fairness(
         table = decided.by_group.join(ranked.by_group).reset_index()
         table = table.rename(columns={"sensitive_feature_0": "group"})
         table["count"] = table["count"].astype(int)
+        parity = odds = float("nan")
+        if counted is not None:
+            kept = {"sensitive_features": sensitive[counted]}
+            parity = demographic_parity_difference(events[counted], decisions[counted], **kept)
+            odds = equalized_odds_difference(events[counted], decisions[counted], **kept)
         results.append(
             AttributeFairness(
                 attribute=attribute,
                 by_group=table,
-                demographic_parity_difference=_difference(
-                    demographic_parity_difference, events, decisions, sensitive, counted
-                ),
-                equalized_odds_difference=_difference(
-                    equalized_odds_difference, events, decisions, sensitive, counted
-                ),
+                demographic_parity_difference=float(parity),
+                equalized_odds_difference=float(odds),
                 small_groups=small,
                 min_group_size=min_group_size,
             )
         )
     return results
-
-
-def _difference(
-    measure: Any,
-    events: NDArray[np.int64],
-    decisions: NDArray[np.int64],
-    sensitive: NDArray[Any],
-    counted: NDArray[np.bool_],
-) -> float:
-    """A fairlearn between-group difference over the counted rows; NaN with fewer than 2 groups."""
-    if len(np.unique(sensitive[counted])) < 2:
-        return float("nan")
-    return float(
-        measure(events[counted], decisions[counted], sensitive_features=sensitive[counted])
-    )
 
 
 def band_labels(band: BandConfig) -> list[str]:
@@ -249,8 +241,7 @@ def multiclass_fairness(
     y_true, y_pred = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
     for attribute in groups.columns:
         sensitive = groups[attribute].to_numpy()
-        small = _small_groups(sensitive, min_group_size)
-        counted = ~np.isin(sensitive, small)
+        small, counted = _counted_rows(sensitive, min_group_size)
         frame = MetricFrame(
             metrics={"count": count, "accuracy": accuracy_score, "macro_f1": _macro_f1},
             y_true=y_true,
@@ -260,7 +251,7 @@ def multiclass_fairness(
         table = frame.by_group.reset_index().rename(columns={"sensitive_feature_0": "group"})
         table["count"] = table["count"].astype(int)
         differences = {"accuracy": float("nan"), "macro_f1": float("nan")}
-        if len(np.unique(sensitive[counted])) >= 2:
+        if counted is not None:
             differences = MetricFrame(
                 metrics={"accuracy": accuracy_score, "macro_f1": _macro_f1},
                 y_true=y_true[counted],

@@ -22,6 +22,17 @@ data:
     age_band: {column: age, edges: [30, 50]}
 """
 
+# An applicant of credit_frame's columns, risky on every count.
+APPLICANT = {
+    "limit_bal": 20000,
+    "age": 24,
+    "home": "rent",
+    "income": 1800,
+    "utilization": 1.1,
+    "late_payments": 4,
+    "previous_default": "yes",
+}
+
 
 def credit_frame(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ from forgeline.errors import ConfigError, DataError, InputError
 from forgeline.tasks.tabular import TabularClassifier
 from forgeline.tasks.tabular.derived import check_expression, evaluate, referenced_columns
 from tests.conftest import write_project
-from tests.tasks.tabular.conftest import TABULAR_YAML, credit_frame
+from tests.tasks.tabular.conftest import APPLICANT, TABULAR_YAML, credit_frame
 
 DERIVED_YAML = (
     TABULAR_YAML
@@ -23,15 +23,6 @@ DERIVED_YAML = (
     limit_to_income: limit_bal / income
 """
 )
-APPLICANT = {
-    "limit_bal": 20000,
-    "age": 24,
-    "home": "rent",
-    "income": 1800,
-    "utilization": 1.1,
-    "late_payments": 4,
-    "previous_default": "yes",
-}
 
 
 def _project(root: Path, yaml_text: str) -> Project:

@@ -10,17 +10,8 @@ import shap
 
 from forgeline.config import Project
 from forgeline.tasks.tabular import TabularClassifier
-from forgeline.tasks.tabular.model import features_matrix
-
-APPLICANT = {
-    "limit_bal": 20000,
-    "age": 24,
-    "home": "rent",
-    "income": 1800,
-    "utilization": 1.1,
-    "late_payments": 4,
-    "previous_default": "yes",
-}
+from forgeline.tasks.tabular.columns import features_matrix
+from tests.tasks.tabular.conftest import APPLICANT
 
 
 @pytest.fixture(scope="module")

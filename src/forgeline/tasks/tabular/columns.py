@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from forgeline.data.values import category_key, is_missing, parse_boolean, parse_number
 from forgeline.errors import InputError
+from forgeline.tasks.tabular.derived import evaluate
 
 Kind = Literal["numeric", "categorical", "boolean"]
 _ID_NAME = re.compile(r"(^|_)(id|uuid|key)$|^id_", re.IGNORECASE)
@@ -77,6 +80,29 @@ def convert(column: Column, values: pd.Series) -> pd.Series:
     return pd.Series(
         [math.nan if is_missing(v) else codes.get(category_key(v), math.nan) for v in values],
         dtype=float,
+    )
+
+
+def input_values(frame: pd.DataFrame, columns: list[Column]) -> dict[str, NDArray[np.float64]]:
+    """Each input column (not derived) of ``columns``, converted for the model, by name."""
+    return {
+        c.name: convert(c, frame[c.name].reset_index(drop=True)).to_numpy()
+        for c in columns
+        if c.expression is None
+    }
+
+
+def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> NDArray[np.float64]:
+    """The model's input matrix: floats, NaN for missing, category codes for categories, and
+    derived features computed from the input columns."""
+    if len(frame) == 0:
+        return np.zeros((0, len(columns)))
+    inputs = input_values(frame, columns)
+    return np.column_stack(
+        [
+            inputs[c.name] if c.expression is None else evaluate(c.name, c.expression, inputs)
+            for c in columns
+        ]
     )
 
 

@@ -15,8 +15,8 @@ from forgeline.data.values import category_key, is_missing, parse_boolean, parse
 from forgeline.errors import DataError
 from forgeline.evaluate.fairness import check_bands
 from forgeline.tasks.base import DataSplits
-from forgeline.tasks.tabular.columns import Column, convert, infer_kind, looks_like_id
-from forgeline.tasks.tabular.derived import check_expression, evaluate, referenced_columns
+from forgeline.tasks.tabular.columns import Column, infer_kind, input_values, looks_like_id
+from forgeline.tasks.tabular.derived import check_expression, evaluate, missing_inputs
 
 EVENT = "__event__"
 """The target as 1 (the event, e.g. default) or 0, in every prepared split."""
@@ -167,8 +167,7 @@ def _derived_columns(
 ) -> list[Column]:
     """The ``data.derived`` features, checked against the input columns and the training data;
     what is worth knowing about their values goes to ``notices``."""
-    numeric = [c for c in columns if c.kind in ("numeric", "boolean")]
-    inputs = {c.name: convert(c, frame[c.name].reset_index(drop=True)).to_numpy() for c in numeric}
+    inputs = input_values(frame, [c for c in columns if c.kind in ("numeric", "boolean")])
     derived = []
     taken = {*frame.columns, data.target, *data.sensitive, *data.bands}
     for name, expression in data.derived.items():
@@ -183,8 +182,7 @@ def _derived_columns(
             raise DataError(
                 f"data.derived.{name}: {expression!r} has no finite value in any training row"
             )
-        read = referenced_columns(name, expression)
-        lost = int((np.isnan(values) & ~np.any([np.isnan(inputs[c]) for c in read], axis=0)).sum())
+        lost = int((np.isnan(values) & ~missing_inputs(name, expression, inputs)).sum())
         if lost:
             notices.append(
                 f"data.derived.{name}: {expression!r} is not a finite number in {lost} training "

@@ -102,17 +102,23 @@ def check_expression(name: str, expression: str, numeric_columns: list[str]) -> 
         raise _refuse(name, expression, f"cannot be evaluated: {problem}{hint}")
 
 
+def missing_inputs(
+    name: str, expression: str, columns: Mapping[str, NDArray[np.float64]]
+) -> NDArray[np.bool_]:
+    """Per row, whether any input the expression reads is missing."""
+    read = referenced_columns(name, expression)
+    return np.asarray(np.logical_or.reduce([np.isnan(columns[column]) for column in read]))
+
+
 def evaluate(
     name: str, expression: str, columns: Mapping[str, NDArray[np.float64]]
 ) -> NDArray[np.float64]:
     """The derived values of every row: NaN where an input it reads is missing or the result
     is not finite."""
-    read = referenced_columns(name, expression)
-    inputs = {column: columns[column] for column in read}
+    inputs = {column: columns[column] for column in referenced_columns(name, expression)}
     values = np.asarray(
         numexpr.evaluate(expression, local_dict=inputs, global_dict={}, sanitize=True),
         dtype=np.float64,
     ).copy()
-    missing = np.logical_or.reduce([np.isnan(inputs[column]) for column in read])
-    values[missing | ~np.isfinite(values)] = np.nan
+    values[missing_inputs(name, expression, inputs) | ~np.isfinite(values)] = np.nan
     return values

@@ -24,6 +24,7 @@ from forgeline.evaluate.plots import (
 )
 from forgeline.tasks.base import Evaluation, ReportSection
 from forgeline.tasks.tabular.calibration import brier
+from forgeline.tasks.tabular.columns import features_matrix
 from forgeline.tasks.tabular.data import EVENT
 from forgeline.tasks.tabular.scorecard import points
 
@@ -47,8 +48,6 @@ def _discrimination(events: np.ndarray, probability: np.ndarray) -> dict[str, fl
 
 
 def evaluate_tabular(model: TabularClassifier, data: pd.DataFrame) -> Evaluation:
-    from forgeline.tasks.tabular.model import features_matrix
-
     settings = model.settings
     events = data[EVENT].to_numpy()
     features = features_matrix(data, settings.columns)

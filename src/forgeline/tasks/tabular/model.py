@@ -16,85 +16,27 @@ from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from forgeline.config import Project, TabularClassificationConfig
-from forgeline.config.schema import BandConfig, ScorecardConfig
 from forgeline.data import Table
 from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.tabular.calibration import Calibrator, brier, choose_calibrator
-from forgeline.tasks.tabular.columns import Column, check_input_row, convert, file_location
+from forgeline.tasks.tabular.columns import (
+    Column,
+    check_input_row,
+    features_matrix,
+    file_location,
+)
 from forgeline.tasks.tabular.data import (
     EVENT,
     prepare_tabular_data,
     select_features,
     target_classes,
 )
-from forgeline.tasks.tabular.derived import check_expression, evaluate
 from forgeline.tasks.tabular.estimators import Estimator, GradientBoosting, Logistic, Matrix
 from forgeline.tasks.tabular.scorecard import points
+from forgeline.tasks.tabular.settings import TabularSettings
 
 SETTINGS_FILE = "tabular.json"
-
-
-@dataclass
-class TabularSettings:
-    """Everything besides the fitted estimators that prediction and evaluation need."""
-
-    columns: list[Column]
-    target: str
-    event: str
-    non_event: str
-    threshold: float
-    above: str
-    below: str
-    reason_codes: int
-    scorecard: ScorecardConfig
-    sensitive: list[str]
-    bands: dict[str, BandConfig]
-    fairness_max_difference: float
-
-    @property
-    def inputs(self) -> list[Column]:
-        """The columns a request or file gives; derived features are computed from them."""
-        return [c for c in self.columns if c.expression is None]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "columns": [c.to_json() for c in self.columns],
-            "target": self.target,
-            "event": self.event,
-            "non_event": self.non_event,
-            "threshold": self.threshold,
-            "above": self.above,
-            "below": self.below,
-            "reason_codes": self.reason_codes,
-            "scorecard": self.scorecard.model_dump(),
-            "sensitive": self.sensitive,
-            "bands": {k: v.model_dump() for k, v in self.bands.items()},
-            "fairness_max_difference": self.fairness_max_difference,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TabularSettings:
-        columns = [Column(**c) for c in data["columns"]]
-        # A saved model may come from elsewhere: its expressions pass the same check as config.
-        numeric = [c.name for c in columns if c.expression is None and c.kind != "categorical"]
-        for column in columns:
-            if column.expression is not None:
-                check_expression(column.name, column.expression, numeric)
-        return cls(
-            columns=columns,
-            target=data["target"],
-            event=data["event"],
-            non_event=data["non_event"],
-            threshold=data["threshold"],
-            above=data["above"],
-            below=data["below"],
-            reason_codes=data["reason_codes"],
-            scorecard=ScorecardConfig(**data["scorecard"]),
-            sensitive=data["sensitive"],
-            bands={k: BandConfig(**v) for k, v in data["bands"].items()},
-            fairness_max_difference=data["fairness_max_difference"],
-        )
 
 
 @dataclass
@@ -412,21 +354,3 @@ def _reason_value(column: Column, sent: Any, feature: float) -> Any:
     if column.kind == "numeric":
         return round(feature, 6)
     return sent
-
-
-def features_matrix(frame: pd.DataFrame, columns: list[Column]) -> Matrix:
-    """The model's input matrix: floats, NaN for missing, category codes for categories, and
-    derived features computed from the input columns."""
-    if len(frame) == 0:
-        return np.zeros((0, len(columns)))
-    inputs = {
-        c.name: convert(c, frame[c.name].reset_index(drop=True)).to_numpy()
-        for c in columns
-        if c.expression is None
-    }
-    return np.column_stack(
-        [
-            inputs[c.name] if c.expression is None else evaluate(c.name, c.expression, inputs)
-            for c in columns
-        ]
-    )
