@@ -2,21 +2,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from forgeline.billing.keys import (
+    MAX_KEY_LIFETIME,
     ApiKeyError,
     Authenticator,
     AuthError,
     KeyStore,
     Principal,
     UnknownKey,
+    duration,
 )
 from forgeline.config.service import PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import ApiKey
+from forgeline.errors import ConfigError
 
 
 def _authenticate(auth: Authenticator, authorization: str) -> Principal:
@@ -48,6 +52,16 @@ def test_only_a_hash_of_the_key_is_stored(db: Database) -> None:
         ({"tenant": None}, "give --tenant for a customer key, or --admin"),
         ({"tenant": "acme", "actions": ["delete"]}, "unknown delete"),
         ({"tenant": "acme", "models": ["Bad Name"]}, "'Bad Name' is not a model name"),
+        # An empty scope must never widen to everything.
+        ({"tenant": "acme", "models": []}, "--models: give at least one model"),
+        ({"tenant": "acme", "actions": []}, "--actions: give at least one action"),
+        # re.match with '$' accepts a trailing newline: 'acme\n' would be a second tenant.
+        ({"tenant": "acme\n", "plan": "pro"}, "must be lowercase"),
+        ({"tenant": "acme", "models": ["credit\n"]}, "is not a model name"),
+        (
+            {"tenant": "acme", "expires_at": datetime(9999, 1, 1)},
+            "a key may live at most 3650 days",
+        ),
     ],
 )
 def test_bad_key_requests_say_what_is_wrong(
@@ -95,3 +109,55 @@ def test_revocation_reaches_a_cached_authenticator_within_its_ttl(db: Database) 
     with pytest.raises(AuthError, match="revoked") as refused:
         _authenticate(auth, f"Bearer {token}")
     assert refused.value.status == 401
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e9, -1.0])
+def test_durations_out_of_range_are_refused_not_overflowed(value: float) -> None:
+    with pytest.raises(ApiKeyError, match="a duration must be 0 to 3650 days"):
+        duration(days=value)
+    assert duration(hours=24) == timedelta(days=1)
+
+
+def test_rotation_bounds_the_overlap(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    _, info = store.create(tenant="acme", plan="free")
+    with pytest.raises(ApiKeyError, match="overlap"):
+        store.rotate(info.id, MAX_KEY_LIFETIME + timedelta(days=1))
+
+
+def test_an_empty_scope_survives_rotation_unchanged(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    _, scoped = store.create(tenant="acme", plan="free", models=["credit"], actions=["predict"])
+    _, rotated = store.rotate(scoped.id, timedelta(hours=1))
+    assert (rotated.models, rotated.actions) == (["credit"], ["predict"])
+    _, everything = store.create(tenant="acme")
+    _, rotated = store.rotate(everything.id, timedelta(hours=1))
+    assert rotated.models == ["*"] and rotated.actions == ["explain", "generate", "predict"]
+
+
+def test_a_short_admin_key_is_refused(db: Database) -> None:
+    with pytest.raises(ConfigError, match="at least 32"):
+        Authenticator(KeyStore(db, PLANS), admin_key="hunter2")
+    Authenticator(KeyStore(db, PLANS), admin_key="x" * 32)
+
+
+def test_made_up_key_ids_cannot_evict_real_keys_from_the_cache(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    token, _ = store.create(tenant="acme", plan="free")
+    clock = [0.0]
+    auth = Authenticator(store, ttl=60, clock=lambda: clock[0], admin_key="", cache_size=100)
+    _authenticate(auth, f"Bearer {token}")
+    lookups: list[str] = []
+    real_principal = store.principal
+
+    def counting(key_id: str) -> tuple[str, Principal | None]:
+        lookups.append(key_id)
+        return real_principal(key_id)
+
+    store.principal = counting  # type: ignore[method-assign]
+    for i in range(auth._unknown.size + 50):
+        with pytest.raises(AuthError):
+            _authenticate(auth, f"Bearer fl_{i:012x}_{'A' * 43}")
+    lookups.clear()
+    _authenticate(auth, f"Bearer {token}")
+    assert lookups == []  # still cached

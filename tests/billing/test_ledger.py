@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -8,20 +9,23 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from forgeline.billing.ledger import (
+from forgeline.billing.keys import utcnow
+from forgeline.billing.ledger import UsageLedger
+from forgeline.billing.records import (
+    IDEMPOTENCY_RETENTION,
     Idempotency,
     IdempotencyConflict,
+    MeteringUnavailable,
     OverQuota,
     Recorded,
     Replayed,
     StoredResponse,
     Usage,
-    UsageLedger,
 )
 from forgeline.db import Database
 from forgeline.db.tables import Tenant, UsageRecord
 
-NOW = datetime(2026, 11, 25, 12, 0, 0)
+NOW = utcnow().replace(microsecond=0)
 
 
 def _tenant(db: Database, name: str = "acme") -> int:
@@ -32,8 +36,14 @@ def _tenant(db: Database, name: str = "acme") -> int:
         return row.id
 
 
-def _usage(tenant_id: int, units: int = 1, cap: int | None = None) -> Usage:
-    return Usage(uuid.uuid4().hex, "k1", tenant_id, "credit", "predict", units, NOW, cap)
+def _usage(
+    tenant_id: int,
+    units: int = 1,
+    cap: int | None = None,
+    key_id: str = "k1",
+    at: datetime = NOW,
+) -> Usage:
+    return Usage(uuid.uuid4().hex, key_id, tenant_id, "credit", "predict", units, at, cap)
 
 
 def _response(usage: Usage) -> StoredResponse:
@@ -100,10 +110,10 @@ def test_a_retry_with_the_same_idempotency_key_is_replayed_and_billed_once(db: D
     assert outcomes[1].response.request_id == first.request_id
     assert [r.request_id for r in _ledger_rows(db)] == [first.request_id]
     ledger = UsageLedger(db)
-    stored = ledger.replay("k1", key)
+    stored = ledger.replay(tenant, key)
     assert stored is not None and stored.body == b'{"ok": true}'
     with pytest.raises(IdempotencyConflict, match="different request"):
-        ledger.replay("k1", Idempotency("order-17", "hash-b"))
+        ledger.replay(tenant, Idempotency("order-17", "hash-b"))
 
 
 def test_reusing_an_idempotency_key_for_another_request_fails_only_that_call(
@@ -130,7 +140,7 @@ def test_a_call_refused_over_quota_leaves_no_idempotent_response(db: Database) -
     key = Idempotency("big", "h")
     outcomes = _run(db, [(_usage(tenant, units=5, cap=4), key)])
     assert isinstance(outcomes[0], OverQuota)
-    assert UsageLedger(db).replay("k1", key) is None
+    assert UsageLedger(db).replay(tenant, key) is None
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(UsageRecord)) == 0
 
@@ -141,7 +151,186 @@ def test_idempotent_responses_are_forgotten_after_the_retention(db: Database) ->
     _run(db, [(_usage(tenant), key)])
     ledger = UsageLedger(db)
     assert ledger.forget_idempotency_before(NOW) == 0  # made at NOW: kept
-    assert ledger.replay("k1", key) is not None
+    assert ledger.replay(tenant, key) is not None
     assert ledger.forget_idempotency_before(NOW + timedelta(seconds=1)) == 1
-    assert ledger.replay("k1", key) is None
+    assert ledger.replay(tenant, key) is None
     assert len(_ledger_rows(db)) == 1  # the usage record stays
+
+
+def _record_one(ledger: UsageLedger, usage: Usage, key: Idempotency | None = None) -> object:
+    async def main() -> object:
+        try:
+            return await ledger.record(usage, _response(usage), key)
+        except MeteringUnavailable as exc:
+            return exc
+
+    return asyncio.run(main())
+
+
+def test_a_failed_commit_does_not_lock_a_capped_tenant_out(db: Database) -> None:
+    """The counter row made in a rolled-back transaction is gone; the ledger must not go on
+    believing it exists (it used to, and refused every later call of the tenant with 503)."""
+    tenant = _tenant(db)
+    ledger = UsageLedger(db)
+    ledger.start()
+    try:
+        first = _usage(tenant, cap=10)
+        assert isinstance(_record_one(ledger, first), Recorded)
+        next_month = NOW.replace(day=1) + timedelta(days=32)
+        # A request id already in the ledger makes this batch's insert fail after its counter
+        # row for next month was made: the whole transaction rolls back.
+        clash = Usage(first.request_id, "k1", tenant, "credit", "predict", 1, next_month, 10)
+        assert isinstance(_record_one(ledger, clash), MeteringUnavailable)
+        later = _usage(tenant, cap=10, at=next_month)
+        assert _record_one(ledger, later) == Recorded(1)
+    finally:
+        ledger.close()
+
+
+def test_counters_are_updated_in_one_order_whatever_the_batch_order(db: Database) -> None:
+    """Two servers committing batches that touch the same tenants lock their counter rows in
+    the same (tenant) order, so they cannot deadlock on PostgreSQL."""
+    from sqlalchemy import Update, event
+
+    first_tenant, second_tenant = _tenant(db, "first"), _tenant(db, "second")
+    updated: list[int] = []
+
+    def watch(_conn: object, statement: object, *_: object) -> None:
+        if isinstance(statement, Update) and str(statement.table) == "usage_counters":
+            params = statement.compile().params
+            updated.append(next(v for k, v in params.items() if k.startswith("tenant_id")))
+
+    event.listen(db.engine, "before_execute", watch)
+    try:
+        calls = [(_usage(second_tenant, cap=5), None), (_usage(first_tenant, cap=5), None)]
+        _run(db, calls * 2)
+    finally:
+        event.remove(db.engine, "before_execute", watch)
+    assert updated == sorted(updated) and set(updated) == {first_tenant, second_tenant}
+
+
+def test_a_stored_response_past_retention_is_not_replayed(db: Database) -> None:
+    """Retention holds when reading, not only once the sweeper ran: a retry days later is a new
+    call, billed, and its answer is stored in place of the old one."""
+    tenant = _tenant(db)
+    key = Idempotency("order-9", "h")
+    old = _usage(tenant, at=NOW - IDEMPOTENCY_RETENTION - timedelta(minutes=1))
+    _run(db, [(old, key)])
+    assert UsageLedger(db).replay(tenant, key) is None
+    retry = _usage(tenant)
+    [outcome] = _run(db, [(retry, key)])
+    assert isinstance(outcome, Recorded)
+    stored = UsageLedger(db).replay(tenant, key)
+    assert stored is not None and stored.request_id == retry.request_id
+    assert len(_ledger_rows(db)) == 2
+
+
+def test_the_sweeper_runs_on_a_timer_without_calls(db: Database) -> None:
+    tenant = _tenant(db)
+    key = Idempotency("order-2", "h")
+    _run(db, [(_usage(tenant, at=NOW - IDEMPOTENCY_RETENTION - timedelta(hours=1)), key)])
+    ledger = UsageLedger(db)
+    ledger.start()  # the first sweep is due at once; no call is ever recorded
+    try:
+        deadline = time.monotonic() + 10
+        while _stored_count(db) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _stored_count(db) == 0
+    finally:
+        ledger.close()
+
+
+def _stored_count(db: Database) -> int:
+    from forgeline.db.tables import IdempotentResponse
+
+    with db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(IdempotentResponse)) or 0)
+
+
+def test_idempotency_is_scoped_to_the_tenant_not_the_key(db: Database) -> None:
+    """A retry sent with the rotated key during the overlap is replayed, not billed again; the
+    same Idempotency-Key of another tenant is that tenant's own."""
+    acme, other = _tenant(db, "acme"), _tenant(db, "other")
+    key = Idempotency("order-5", "h")
+    first = _usage(acme, key_id="oldkey")
+    retry = _usage(acme, key_id="newkey")
+    stranger = _usage(other, key_id="theirs")
+    outcomes = _run(db, [(first, key)])
+    outcomes += _run(db, [(retry, key), (stranger, key)])
+    assert isinstance(outcomes[0], Recorded)
+    assert isinstance(outcomes[1], Replayed) and outcomes[1].response.request_id == first.request_id
+    assert isinstance(outcomes[2], Recorded)
+    assert sorted(r.request_id for r in _ledger_rows(db)) == sorted(
+        [first.request_id, stranger.request_id]
+    )
+
+
+def test_a_stalled_database_answers_within_the_deadline_and_bills_nothing_queued(
+    db: Database,
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite's write lock makes a stall that is easy to hold and release")
+    tenant = _tenant(db)
+    ledger = UsageLedger(db, timeout=0.5, max_pending=2)
+    ledger.start()
+    committing, queued = _usage(tenant), [_usage(tenant), _usage(tenant)]
+    blocker = db.engine.raw_connection()
+    try:
+        blocker.cursor().execute("BEGIN IMMEDIATE")  # holds the write lock: commits stall
+
+        async def main() -> list[object]:
+            first = asyncio.create_task(ledger.record(committing, _response(committing)))
+            await asyncio.sleep(0.2)  # the writer has taken it and waits for the lock
+            behind = [asyncio.create_task(ledger.record(u, _response(u))) for u in queued]
+            await asyncio.sleep(0.05)
+            extra = _usage(tenant)
+            with pytest.raises(MeteringUnavailable, match="waiting to be recorded"):
+                await ledger.record(extra, _response(extra))  # the queue's bound, at once
+            return await asyncio.gather(first, *behind, return_exceptions=True)
+
+        started = time.monotonic()
+        outcomes = asyncio.run(main())
+        assert time.monotonic() - started < 3
+        assert all(isinstance(o, MeteringUnavailable) for o in outcomes)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    ledger.close()
+    # The call whose commit had started is recorded once the lock is free (a retry with an
+    # Idempotency-Key would get its stored answer); the queued ones were dropped, never billed.
+    assert [r.request_id for r in _ledger_rows(db)] == [committing.request_id]
+
+
+def test_the_writer_survives_an_unexpected_error_and_restarts_if_it_dies(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import forgeline.billing.ledger as ledger_module
+    from forgeline.billing.commit import apply_batch as real_apply
+
+    tenant = _tenant(db)
+    ledger = UsageLedger(db)
+    ledger.start()
+    failures = iter([ValueError("a bug")])
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real_apply(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger_module, "apply_batch", flaky)
+    try:
+        assert isinstance(_record_one(ledger, _usage(tenant)), MeteringUnavailable)
+        assert isinstance(_record_one(ledger, _usage(tenant)), Recorded)  # the writer lives on
+        # Kill the writer thread outright, as an error outside any batch would.
+        monkeypatch.setattr(ledger, "_serve_one_round", lambda: (_ for _ in ()).throw(SystemExit))
+        ledger._queue.put(object())
+        assert ledger._thread is not None
+        ledger._thread.join(timeout=5)
+        assert not ledger.health().ok
+        monkeypatch.undo()
+        assert isinstance(_record_one(ledger, _usage(tenant)), Recorded)
+        assert ledger.restarts == 1 and ledger.health().ok
+    finally:
+        ledger.close()
+    assert len(_ledger_rows(db)) == 2

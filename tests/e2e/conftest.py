@@ -56,31 +56,33 @@ def api_client(project: Path) -> Iterator[httpx.Client]:
 def running_server(
     project: Path, timeout: float = 120, env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """Start `forgeline serve` on a free port and yield its base URL once it is ready."""
+    """Start `forgeline serve` on a free port and yield its base URL once it is ready. Its
+    output goes to a file: a pipe nobody reads fills up (64 KB of access log) and then blocks
+    the server."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "forgeline", "serve", "--port", str(port)],
-        cwd=project,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = project / f"serve-{port}.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "forgeline", "serve", "--port", str(port)],
+            cwd=project,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(
-                    f"server exited early:\n{process.stdout.read() if process.stdout else ''}"
-                )
+                raise AssertionError(f"server exited early:\n{log.read_text()}")
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError("server did not become ready in time")
+                raise AssertionError(f"server did not become ready in time:\n{log.read_text()}")
             time.sleep(0.2)
         yield base
     finally:

@@ -88,8 +88,12 @@ def test_server_predicts_explains_and_rejects_bad_fields(credit_project: Path) -
         wrong_type = api.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "age": "old"}]})
         assert wrong_type.status_code == 422
         assert (
-            wrong_type.json()["error"]["message"] == "inputs[0].age: expected a number, got 'old'"
+            wrong_type.json()["error"]["message"]
+            == "inputs[0].age: expected a number or null, got 'old'"
         )
+        # A request matches the published schema exactly: a number is a JSON number.
+        text_number = api.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "age": "24"}]})
+        assert text_number.status_code == 422
 
         extra = api.post(f"{url}/predict", json={"inputs": [{**APPLICANT, "zip": "10115"}]})
         assert extra.status_code == 422

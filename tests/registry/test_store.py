@@ -15,7 +15,7 @@ def _publish(registry: ModelRegistry, model: TextClassifier) -> str:
     return registry.publish(
         "demo",
         model,
-        config_yaml="name: demo\n",
+        config={"name": "demo"},
         data_fingerprint=FINGERPRINT,
         base_model="minilm-l6",
     ).version
@@ -124,7 +124,7 @@ def test_evaluation_outputs_do_not_break_verification(
     registry: ModelRegistry, untrained_classifier: TextClassifier
 ) -> None:
     version = registry.publish(
-        "demo", untrained_classifier, config_yaml="", data_fingerprint=FINGERPRINT, base_model="x"
+        "demo", untrained_classifier, config={}, data_fingerprint=FINGERPRINT, base_model="x"
     )
     version.evaluation_dir.mkdir()
     (version.evaluation_dir / "metrics.json").write_text("{}")
@@ -139,3 +139,33 @@ def test_unknown_model_and_version(
     _publish(registry, untrained_classifier)
     with pytest.raises(RegistryError, match=r"no version 'v9' \(versions: v1\)"):
         registry.load("demo", "v9")
+
+
+def test_a_version_never_holds_the_service_sections(
+    registry: ModelRegistry, untrained_classifier: TextClassifier
+) -> None:
+    """Database and Redis URLs carry passwords; a model version (shared, frozen by its
+    manifest) must not copy them, nor the serve and billing setup of one operator."""
+    config = {
+        "name": "demo",
+        "task": "text-classification",
+        "training": {"epochs": 2},
+        "database": {"url": "postgresql+psycopg://app:s3cret@db.internal/forgeline"},
+        "redis": {"url": "redis://:s3cret@cache.internal:6379/0"},
+        "serve": {"port": 8000},
+        "billing": {"plans": {}},
+    }
+    version = registry.publish(
+        "demo",
+        untrained_classifier,
+        config=config,
+        data_fingerprint=FINGERPRINT,
+        base_model="minilm-l6",
+    )
+    written = (version.path / "forgeline.yaml").read_text()
+    assert "s3cret" not in written and "internal" not in written
+    assert version.config() == {
+        "name": "demo",
+        "task": "text-classification",
+        "training": {"epochs": 2},
+    }

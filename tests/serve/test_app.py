@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from forgeline.config.service import LimitsConfig, ServeConfig
+from forgeline.errors import RegistryError
 from forgeline.registry import ModelRegistry
 from forgeline.serve import create_app
 from forgeline.tasks.text_classification import TextClassifier
@@ -20,7 +21,7 @@ def _registry_with(tmp_path: Path, model: TextClassifier) -> ModelRegistry:
     registry.publish(
         "demo",
         model,
-        config_yaml="",
+        config={},
         data_fingerprint={"sha256": "0" * 64, "files": {}},
         base_model="minilm-l6",
     )
@@ -45,9 +46,11 @@ def client(tmp_path: Path, untrained_classifier: TextClassifier) -> Iterator[Tes
 
 def test_health_and_models(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "models": ["demo"]}
+    # Anyone may ask /readyz: it gives a count, never model names.
+    assert client.get("/readyz").json() == {"status": "ready", "models": 1}
     [model] = client.get("/v1/models").json()
     assert model["name"] == "demo" and model["version"] == "v1"
+    assert model["capabilities"] == ["predict"]
     assert model["labels"] == ["account", "refund", "shipping"]
     assert model["input_schema"]["type"] == "string"
 
@@ -101,13 +104,49 @@ def test_body_over_limit_is_413(client: TestClient) -> None:
 def test_unknown_model_is_404(client: TestClient) -> None:
     response = client.post("/v1/models/nope/predict", json={"inputs": ["a"]})
     assert response.status_code == 404
-    assert "no model named 'nope' (served: demo)" in response.json()["error"]["message"]
+    # Other models' names are not listed: a key scoped to one model must not learn them.
+    assert response.json()["error"]["message"] == "no model named 'nope' is served here"
 
 
-def test_openapi_documents_predict(client: TestClient) -> None:
+def test_openapi_has_a_typed_operation_per_model(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert "/v1/models/{name}/predict" in spec["paths"]
+    assert "/v1/models/{name}/predict" not in spec["paths"]
+    operation = spec["paths"]["/v1/models/demo/predict"]["post"]
+    assert operation["operationId"] == "predict_demo"
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    items = body["properties"]["inputs"]["items"]
+    assert items["type"] == "string" and items["maxLength"] == 50
+    assert items["pattern"].startswith("[^")
+    assert body["properties"]["inputs"]["maxItems"] == 3
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    prediction = answer["properties"]["predictions"]["items"]
+    assert prediction["properties"]["label"] == {"enum": ["account", "refund", "shipping", "other"]}
+    # Every error is documented with the body the server really sends.
+    for status in ("400", "404", "413", "422", "503"):
+        schema = operation["responses"][status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert "/v1/models/demo/explain" not in spec["paths"]  # text models cannot explain
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert "application/json" not in metrics
     assert client.get("/docs").status_code == 200
+
+
+def test_text_that_is_not_valid_unicode_is_refused_before_the_model(client: TestClient) -> None:
+    body = b'{"inputs": ["fine", "lone \\ud800 surrogate"]}'
+    response = client.post(
+        "/v1/models/demo/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_text"
+    assert error["message"].startswith("inputs[1]: text is not valid Unicode")
+    # A proper surrogate pair (an emoji) is valid Unicode.
+    pair = b'{"inputs": ["thanks \\ud83d\\ude00"]}'
+    ok = client.post(
+        "/v1/models/demo/predict", content=pair, headers={"content-type": "application/json"}
+    )
+    assert ok.status_code == 200
 
 
 def test_invalid_json_is_400(client: TestClient) -> None:
@@ -183,3 +222,59 @@ def test_overload_answers_503_with_retry_after(
     refused = [(after, body) for status, after, body in outcomes if status == 503]
     assert all(after == "1" for after, _ in refused)
     assert "max_queue=1" in str(refused[0][1]["error"])
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RegistryError("/srv/secret/models/demo/v1/model.safetensors: contents changed"),
+        RuntimeError("unexpected: /srv/secret/models/demo/v1 is corrupt"),
+    ],
+)
+def test_a_model_that_fails_to_load_says_failed_without_paths(
+    tmp_path: Path,
+    untrained_classifier: TextClassifier,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+) -> None:
+    registry = _registry_with(tmp_path, untrained_classifier)
+
+    def broken(name: str, version: str = "latest") -> object:
+        raise failure
+
+    monkeypatch.setattr(registry, "load", broken)
+    with TestClient(create_app(registry, ServeConfig(auth=False))) as test_client:
+        deadline = time.monotonic() + 10
+        while (ready := test_client.get("/readyz")).json()["status"] == "loading":
+            assert time.monotonic() < deadline, "a failed load must not stay 'loading'"
+            time.sleep(0.05)
+        assert ready.status_code == 503 and ready.json() == {"status": "failed", "models": 0}
+        called = test_client.post("/v1/models/demo/predict", json={"inputs": ["a"]})
+        assert called.status_code == 503
+        assert "secret" not in called.text and "failed to load" in called.text
+    assert "/srv/secret" in caplog.text  # the operator's log has the reason
+
+
+def test_a_bug_answers_500_with_the_request_id_and_no_detail(
+    tmp_path: Path,
+    untrained_classifier: TextClassifier,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = _registry_with(tmp_path, untrained_classifier)
+    app = create_app(registry, ServeConfig(auth=False))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        _wait_until_ready(test_client)
+
+        def crash(inputs: list[str]) -> list[dict[str, object]]:
+            raise KeyError("internal detail the caller must not see: customer 4111")
+
+        monkeypatch.setattr(TextClassifier, "predict", lambda self, inputs: crash(inputs))
+        response = test_client.post("/v1/models/demo/predict", json={"inputs": ["a"]})
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "internal_error"
+    assert response.headers["x-request-id"] in error["message"]
+    assert "4111" not in response.text
+    assert response.headers["x-request-id"] in caplog.text

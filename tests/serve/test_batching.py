@@ -89,3 +89,29 @@ def test_a_failing_model_fails_every_request_in_the_batch() -> None:
 
     outcomes = asyncio.run(main())
     assert all(isinstance(o, RuntimeError) for o in outcomes)
+
+
+def test_one_bad_input_fails_only_its_own_request() -> None:
+    """A failing batch is run again request by request: only the request whose input fails
+    gets the error, not the other callers who happened to share its batch."""
+
+    def fussy(inputs: list[Any]) -> list[dict[str, Any]]:
+        time.sleep(0.01)
+        if "bad" in inputs:
+            raise ValueError("the tokenizer cannot take this")
+        return [{"echo": item} for item in inputs]
+
+    sizes: list[int] = []
+    batcher = Batcher(
+        fussy, BatchingConfig(max_batch_size=64, max_wait_ms=50), on_batch=sizes.append
+    )
+
+    async def main() -> list[object]:
+        calls = [batcher.submit([i]) for i in range(5)] + [batcher.submit(["bad"])]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(main())
+    assert results[:5] == [[{"echo": i}] for i in range(5)]
+    assert isinstance(results[5], ValueError)
+    assert max(sizes) > 1  # they did share a batch
+    assert batcher.queued == 0

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from forgeline.billing.keys import utcnow
+from forgeline.billing.keys import Principal, utcnow
 from forgeline.config.service import BillingConfig, PlanConfig, ServeConfig
 from forgeline.db import Database
 from forgeline.db.tables import UsageRecord
@@ -22,7 +22,7 @@ from forgeline.serve.gateway import Gateway
 from forgeline.tasks.text_classification import TextClassifier
 from tests.serve.test_app import _registry_with, _wait_until_ready
 
-ADMIN_KEY = "test-admin-secret"
+ADMIN_KEY = "test-admin-secret-of-at-least-32-chars"
 BILLING = BillingConfig(
     plans={
         "pro": PlanConfig(
@@ -80,8 +80,10 @@ def test_calls_without_a_valid_key_are_refused_with_a_reason(client: TestClient)
         "/v1/models", headers={"Authorization": "Bearer fl_000000000000_" + "A" * 43}
     )
     assert (forged.status_code, forged.json()["error"]["code"]) == (401, "invalid_key")
-    # Without a key nothing else is looked at, not even the body.
-    assert client.post(PREDICT, content=b"{not json").status_code == 401
+    # Without a key nothing else is looked at, not even the body (JSON or not).
+    for content_type in ("application/json", "text/plain"):
+        refused = client.post(PREDICT, content=b"{not json", headers={"content-type": content_type})
+        assert refused.status_code == 401
 
 
 def test_a_billable_call_is_answered_and_recorded_once(
@@ -232,3 +234,155 @@ def test_admin_api_manages_keys_usage_and_invoices(client: TestClient, gateway: 
     assert unknown.status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/admin/v1/keys", "/admin/v1/usage", "/admin/v1/invoices"} <= set(paths)
+
+
+def test_failed_authentications_are_throttled_per_address(
+    client: TestClient, gateway: Gateway
+) -> None:
+    """Guessing keys (each well-formed guess costs a lookup) is cut to a trickle: after a burst
+    of failures the address gets 429 without any lookup; valid keys from elsewhere still work."""
+    lookups: list[str] = []
+    real = gateway.keys.principal
+
+    def counting(key_id: str) -> tuple[str, Principal | None]:
+        lookups.append(key_id)
+        return real(key_id)
+
+    gateway.keys.principal = counting  # type: ignore[method-assign]
+    statuses = [
+        client.get(
+            "/v1/models", headers={"Authorization": f"Bearer fl_{i:012x}_{'A' * 43}"}
+        ).status_code
+        for i in range(30)
+    ]
+    assert statuses[:20] == [401] * 20 and set(statuses[20:]) == {429}
+    assert len(lookups) <= 21
+    throttled = client.get("/v1/models", headers=_key(gateway))
+    assert throttled.status_code == 429  # the address is throttled, whatever it sends now
+    assert throttled.json()["error"]["code"] == "too_many_failed_attempts"
+    assert int(throttled.headers["retry-after"]) >= 1
+
+
+def test_admin_keys_are_rate_limited(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(
+            pool.map(lambda _: client.get("/admin/v1/keys", headers=admin).status_code, range(80))
+        )
+    elapsed = time.monotonic() - started
+    assert set(statuses) == {200, 429}
+    # A burst of 40, then 20 a second.
+    assert statuses.count(200) <= 40 + 20 * elapsed + 1
+
+
+def test_admin_api_refuses_empty_scopes_unbounded_numbers_and_names_with_newlines(
+    client: TestClient,
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for body, field in [
+        ({"tenant": "acme", "plan": "pro", "models": []}, "models"),
+        ({"tenant": "acme", "plan": "pro", "actions": []}, "actions"),
+        ({"tenant": "acme", "plan": "pro", "expires_in_days": 1e9}, "expires_in_days"),
+        ({"tenant": "acme\n", "plan": "pro"}, "tenant"),
+        ({"tenant": "acme", "plan": "pro", "models": ["credit\n"]}, "models.0"),
+        ({"tenant": "acme", "plan": "pro", "expires_in_days": "7"}, "expires_in_days"),
+    ]:
+        refused = client.post("/admin/v1/keys", json=body, headers=admin)
+        assert refused.status_code == 422, body
+        assert refused.json()["error"]["message"].startswith(field), refused.json()
+    created = client.post("/admin/v1/keys", json={"tenant": "acme", "plan": "pro"}, headers=admin)
+    key_id = created.json()["info"]["id"]
+    for overlap in ("24", 1e12, -1):
+        rotated = client.post(
+            f"/admin/v1/keys/{key_id}/rotate", json={"overlap_hours": overlap}, headers=admin
+        )
+        assert rotated.status_code == 422, overlap
+    stray = client.get(
+        "/admin/v1/usage", params={"tenant": "acme\n", "month": "2026-11"}, headers=admin
+    )
+    assert stray.status_code == 422
+
+
+def test_admin_times_are_rfc3339_with_a_time_zone(client: TestClient) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    created = client.post(
+        "/admin/v1/keys",
+        json={"tenant": "acme", "plan": "pro", "expires_in_days": 1},
+        headers=admin,
+    ).json()["info"]
+    for field in ("created_at", "expires_at"):
+        assert created[field].endswith("Z") or created[field].endswith("+00:00"), created[field]
+
+
+def test_a_retry_with_the_rotated_key_is_replayed_not_billed_again(
+    client: TestClient, gateway: Gateway, db: Database
+) -> None:
+    old = _key(gateway)
+    old_id = gateway.keys.list()[0].id
+    body = {"inputs": ["refund please"]}
+    first = client.post(PREDICT, json=body, headers={**old, "Idempotency-Key": "order-7"})
+    token, _ = gateway.keys.rotate(old_id, timedelta(hours=1))
+    new = {"Authorization": f"Bearer {token}", "Idempotency-Key": "order-7"}
+    retry = client.post(PREDICT, json=body, headers=new)
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.headers["x-request-id"] == first.headers["x-request-id"]
+    assert len(_ledger(db)) == 1
+
+
+def test_metrics_and_probes_say_nothing_to_anonymous_callers(client: TestClient) -> None:
+    ready = client.get("/readyz").json()
+    assert ready == {"status": "ready", "models": 1}
+    assert client.get("/metrics").status_code == 401
+    assert (
+        client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 200
+    )
+    # The public document has no model names or input schemas; a key's document has its own.
+    public = client.get("/openapi.json").json()
+    assert "/v1/models/demo/predict" not in public["paths"]
+    assert client.get("/v1/openapi.json").status_code == 401
+
+
+def test_a_key_gets_a_typed_document_of_the_models_it_may_use(
+    client: TestClient, gateway: Gateway
+) -> None:
+    typed = client.get("/v1/openapi.json", headers=_key(gateway)).json()
+    assert "/v1/models/demo/predict" in typed["paths"]
+    assert "/v1/models/{name}/predict" not in typed["paths"]
+    other = client.get("/v1/openapi.json", headers=_key(gateway, models=["other"])).json()
+    assert "/v1/models/demo/predict" not in other["paths"]
+
+
+def test_a_redis_outage_answers_without_its_address_or_password(
+    registry: ModelRegistry,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("FORGELINE_ADMIN_KEY", ADMIN_KEY)
+    # A port nothing listens on, with a password in the query string.
+    unreachable = "redis://127.0.0.1:9/0?password=hunter2hunter2"
+    gateway = Gateway(db, BILLING, redis_url=unreachable)
+    with TestClient(create_app(registry, ServeConfig(), gateway=gateway)) as test_client:
+        _wait_until_ready(test_client)
+        response = test_client.get("/v1/models", headers=_key(gateway))
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "rate_limiter_unavailable"
+    assert "127.0.0.1" not in response.text and "hunter2" not in response.text
+    assert response.headers["x-request-id"] in error["message"]
+    assert "127.0.0.1:9" in caplog.text and "hunter2" not in caplog.text
+
+
+def test_a_body_without_a_key_is_never_read(client: TestClient) -> None:
+    """The key is checked from the headers before any of the body is read: an oversized,
+    chunked upload without a key gets 401, not 413 after the server has taken it in."""
+
+    def upload() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"x" * 65_536  # 2.5 MB in all, over max_body_bytes
+
+    refused = client.post(PREDICT, content=upload(), headers={"content-type": "application/json"})
+    assert refused.status_code == 401

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,22 +23,35 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from forgeline.config.sections import NAME_PATTERN
+from forgeline.config.sections import is_name
 from forgeline.config.service import PlanConfig
 from forgeline.db import Database
 from forgeline.db.tables import ApiKey, Tenant
-from forgeline.errors import ForgelineError
+from forgeline.errors import ConfigError, ForgelineError
 
 ACTIONS = ("predict", "explain", "generate")
 ALL_MODELS = "*"
 ADMIN_KEY_ENV = "FORGELINE_ADMIN_KEY"
-_TOKEN = re.compile(r"^fl_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-_NAME = re.compile(NAME_PATTERN)
+MIN_ADMIN_KEY_CHARS = 32
+"""An admin key from the environment is a password that opens every tenant's keys and bills:
+it must be long enough that guessing it is hopeless (32 URL-safe characters: 190 bits)."""
+MAX_KEY_LIFETIME = timedelta(days=3650)
+_TOKEN = re.compile(r"fl_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 
 
 def utcnow() -> datetime:
     """Naive UTC, as every time in the database is."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def duration(*, days: float = 0, hours: float = 0) -> timedelta:
+    """A key lifetime or overlap, refused when it is not a finite span of at most
+    :data:`MAX_KEY_LIFETIME` (``timedelta`` itself overflows, or rejects NaN, with a bare
+    error)."""
+    seconds = days * 86_400 + hours * 3_600
+    if not 0 <= seconds <= MAX_KEY_LIFETIME.total_seconds():  # False for NaN too
+        raise ApiKeyError(f"a duration must be 0 to {MAX_KEY_LIFETIME.days} days")
+    return timedelta(seconds=seconds)
 
 
 def _digest(token: str) -> str:
@@ -50,6 +64,11 @@ class ApiKeyError(ForgelineError):
 
 class UnknownKey(ApiKeyError):
     """No key has the id given."""
+
+
+class KeyConflict(ApiKeyError):
+    """The request is well formed, but what is stored refuses it (a revoked key to rotate, a
+    tenant on another plan): the HTTP API answers 409."""
 
 
 class AuthError(Exception):
@@ -140,53 +159,82 @@ class KeyStore:
         actions: list[str] | None = None,
         admin: bool = False,
         expires_at: datetime | None = None,
-        replaces: str | None = None,
     ) -> tuple[str, KeyInfo]:
         """A new key and what a listing shows of it. The key is not stored and cannot be
         shown again."""
+        with self.db.write() as session:
+            return self._add(
+                session,
+                tenant=tenant,
+                plan=plan,
+                models=models,
+                actions=actions,
+                admin=admin,
+                expires_at=expires_at,
+                replaces=None,
+            )
+
+    def _add(
+        self,
+        session: Session,
+        *,
+        tenant: str | None,
+        plan: str | None,
+        models: list[str] | None,
+        actions: list[str] | None,
+        admin: bool,
+        expires_at: datetime | None,
+        replaces: str | None,
+    ) -> tuple[str, KeyInfo]:
         if admin == (tenant is not None):
             raise ApiKeyError("give --tenant for a customer key, or --admin for an admin key")
-        scope_models = sorted(set(models)) if models else [ALL_MODELS]
+        # Only an absent scope means the default: an empty list must never widen to "all".
+        if models is not None and not models:
+            raise ApiKeyError("--models: give at least one model (leave it out for all models)")
+        if actions is not None and not actions:
+            raise ApiKeyError("--actions: give at least one action (leave it out for all)")
+        scope_models = sorted(set(models)) if models is not None else [ALL_MODELS]
         for name in scope_models:
-            if name != ALL_MODELS and not _NAME.match(name):
-                raise ApiKeyError(f"--models: '{name}' is not a model name")
-        scope_actions = sorted(set(actions)) if actions else list(ACTIONS)
+            if name != ALL_MODELS and not is_name(name):
+                raise ApiKeyError(f"--models: {name!r} is not a model name")
+        scope_actions = sorted(set(actions)) if actions is not None else list(ACTIONS)
         unknown = [a for a in scope_actions if a not in ACTIONS]
         if unknown:
             raise ApiKeyError(f"--actions: unknown {', '.join(unknown)}; use {', '.join(ACTIONS)}")
+        if expires_at is not None and expires_at > utcnow() + MAX_KEY_LIFETIME:
+            raise ApiKeyError(f"a key may live at most {MAX_KEY_LIFETIME.days} days")
         key_id = secrets.token_hex(6)
         token = f"fl_{key_id}_{secrets.token_urlsafe(32)}"
-        with self.db.write() as session:
-            tenant_row = self._tenant(session, tenant, plan) if tenant is not None else None
-            row = ApiKey(
-                id=key_id,
-                tenant_id=tenant_row.id if tenant_row else None,
-                secret_hash=_digest(token),
-                models=scope_models,
-                actions=[] if admin else scope_actions,
-                is_admin=admin,
-                created_at=utcnow(),
-                expires_at=expires_at,
-                revoked_at=None,
-                replaces=replaces,
-            )
-            session.add(row)
-            session.flush()
-            return token, _info(row, tenant_row)
+        tenant_row = self._tenant(session, tenant, plan) if tenant is not None else None
+        row = ApiKey(
+            id=key_id,
+            tenant_id=tenant_row.id if tenant_row else None,
+            secret_hash=_digest(token),
+            models=scope_models,
+            actions=[] if admin else scope_actions,
+            is_admin=admin,
+            created_at=utcnow(),
+            expires_at=expires_at,
+            revoked_at=None,
+            replaces=replaces,
+        )
+        session.add(row)
+        session.flush()
+        return token, _info(row, tenant_row)
 
     def _tenant(self, session: Session, name: str, plan: str | None) -> Tenant:
-        if not _NAME.match(name):
-            raise ApiKeyError(f"--tenant: '{name}' must be lowercase letters, digits, . _ -")
+        if not is_name(name):
+            raise ApiKeyError(f"--tenant: {name!r} must be lowercase letters, digits, . _ -")
         row = session.scalar(select(Tenant).where(Tenant.name == name))
         if row is not None:
             if plan is not None and plan != row.plan:
-                raise ApiKeyError(
+                raise KeyConflict(
                     f"tenant '{name}' is on plan '{row.plan}'; a tenant has one plan "
                     f"(leave out --plan, or use another tenant name)"
                 )
             return row
         if plan is None:
-            raise ApiKeyError(f"tenant '{name}' is new: give its plan with --plan")
+            raise KeyConflict(f"tenant '{name}' is new: give its plan with --plan")
         if plan not in self.plans:
             known = ", ".join(sorted(self.plans)) or "none: add billing.plans to forgeline.yaml"
             raise ApiKeyError(f"--plan: no plan '{plan}' (plans: {known})")
@@ -217,24 +265,26 @@ class KeyStore:
 
     def rotate(self, key_id: str, overlap: timedelta) -> tuple[str, KeyInfo]:
         """A new key with the same tenant and scopes; the old one keeps working for
-        ``overlap`` so clients can switch without downtime, then expires."""
-        with self.db.read() as session:
-            old, owner = self._get(session, key_id)
-        if old.revoked_at is not None:
-            raise ApiKeyError(f"key {key_id} is revoked; create a new key instead")
-        token, info = self.create(
-            tenant=owner.name if owner else None,
-            models=old.models,
-            actions=old.actions or None,
-            admin=old.is_admin,
-            expires_at=old.expires_at,
-            replaces=old.id,
-        )
+        ``overlap`` so clients can switch without downtime, then expires. One transaction:
+        a crash cannot leave a new key beside an old one that never expires."""
+        if not timedelta(0) <= overlap <= MAX_KEY_LIFETIME:
+            raise ApiKeyError(f"the overlap must be 0 to {MAX_KEY_LIFETIME.days} days")
         with self.db.write() as session:
-            row = session.get(ApiKey, key_id)
-            assert row is not None
+            old, owner = self._get(session, key_id)
+            if old.revoked_at is not None:
+                raise KeyConflict(f"key {key_id} is revoked; create a new key instead")
+            token, info = self._add(
+                session,
+                tenant=owner.name if owner else None,
+                plan=None,
+                models=old.models if ALL_MODELS not in old.models else None,
+                actions=old.actions or None,
+                admin=old.is_admin,
+                expires_at=old.expires_at,
+                replaces=old.id,
+            )
             ends = utcnow() + overlap
-            row.expires_at = ends if row.expires_at is None else min(row.expires_at, ends)
+            old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
         return token, info
 
     @staticmethod
@@ -294,11 +344,37 @@ _ENV_ADMIN = Principal(
 )
 
 
+class _Recent:
+    """A bounded map of recent lookups, least recently used first out. Evicting one entry at a
+    time (rather than clearing all when full) keeps a flood of made-up key ids from flushing
+    the entries of real keys."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[float, str, Principal | None]] = OrderedDict()
+
+    def get(self, key_id: str) -> tuple[float, str, Principal | None] | None:
+        entry = self._entries.get(key_id)
+        if entry is not None:
+            self._entries.move_to_end(key_id)
+        return entry
+
+    def put(self, key_id: str, entry: tuple[float, str, Principal | None]) -> None:
+        self._entries[key_id] = entry
+        self._entries.move_to_end(key_id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def pop(self, key_id: str) -> None:
+        self._entries.pop(key_id, None)
+
+
 class Authenticator:
     """Checks bearer tokens against the key store, caching each key for ``ttl`` seconds.
 
     The cache keeps the database off the hot path; its short life is what bounds how long a
-    key revoked elsewhere (by the CLI, or by another server process) keeps working.
+    key revoked elsewhere (by the CLI, or by another server process) keeps working. Ids that
+    match no key are cached apart from real keys, so guessing ids cannot evict real ones.
     """
 
     def __init__(
@@ -307,13 +383,21 @@ class Authenticator:
         ttl: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         admin_key: str | None = None,
+        cache_size: int = 100_000,
     ) -> None:
         self.keys = keys
         self.ttl = ttl
         self.clock = clock
         admin = admin_key if admin_key is not None else os.environ.get(ADMIN_KEY_ENV)
+        if admin and len(admin) < MIN_ADMIN_KEY_CHARS:
+            raise ConfigError(
+                f"{ADMIN_KEY_ENV} is {len(admin)} characters; an admin key needs at least "
+                f"{MIN_ADMIN_KEY_CHARS}. Make one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))' (or use `forgeline keys create --admin`)"
+            )
         self._admin_digest = _digest(admin) if admin else None
-        self._cache: dict[str, tuple[float, str, Principal | None]] = {}
+        self._known = _Recent(cache_size)
+        self._unknown = _Recent(max(1, cache_size // 10))
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -327,7 +411,7 @@ class Authenticator:
         digest = _digest(token)
         if self._admin_digest is not None and hmac.compare_digest(digest, self._admin_digest):
             return _ENV_ADMIN
-        match = _TOKEN.match(token)
+        match = _TOKEN.fullmatch(token)
         if match is None:
             raise AuthError(401, "invalid_key", "this is not a Forgeline API key")
         key_id = match.group(1)
@@ -345,7 +429,7 @@ class Authenticator:
         return principal
 
     def _cached(self, key_id: str) -> tuple[str, Principal | None] | None:
-        cached = self._cache.get(key_id)
+        cached = self._known.get(key_id) or self._unknown.get(key_id)
         if cached is not None and self.clock() - cached[0] < self.ttl:
             return cached[1], cached[2]
         return None
@@ -355,13 +439,13 @@ class Authenticator:
         try:
             stored, principal = self.keys.principal(key_id)
         except UnknownKey:
-            # An unknown id is cached too, so guessing ids cannot hammer the database.
-            stored, principal = "", None
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[key_id] = (now, stored, principal)
+            self._unknown.put(key_id, (now, "", None))
+            return "", None
+        self._unknown.pop(key_id)
+        self._known.put(key_id, (now, stored, principal))
         return stored, principal
 
     def forget(self, key_id: str) -> None:
         """Drop a cached key at once, e.g. after this process revoked it."""
-        self._cache.pop(key_id, None)
+        self._known.pop(key_id)
+        self._unknown.pop(key_id)

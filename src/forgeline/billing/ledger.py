@@ -10,140 +10,130 @@ Exactly once comes from three rules:
   instead of being run and billed again.
 * **Cheap.** Records are committed in groups: one writer thread takes everything queued while
   the previous commit ran and commits it in one transaction (one fsync), so metering costs one
-  commit per batch, not per request.
+  commit per batch, not per request (see :mod:`forgeline.billing.commit`).
 
 The hard cap of a plan is enforced in the same transaction, by a conditional update of the
 tenant's monthly counter (``units + n <= cap``). The database serialises those updates across
 every server process, so concurrent requests cannot overshoot the quota.
+
+A metered request never waits forever: the queue is bounded, and a call whose record is not
+committed within ``timeout`` gets :class:`MeteringUnavailable` (a 503). A call still queued at
+its deadline is dropped from the queue, so it is never billed; one whose commit had already
+started may still be recorded, which is why clients retry with an Idempotency-Key: the retry
+then replays the stored answer instead of being billed again. The writer survives any error in
+a batch, and if its thread dies anyway the next call restarts it; :meth:`UsageLedger.health`
+tells ``/readyz``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Connection, Table, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, delete, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from forgeline.billing.commit import Call, apply_batch, stored_response
+from forgeline.billing.records import (
+    IDEMPOTENCY_RETENTION,
+    Idempotency,
+    MeteringUnavailable,
+    Outcome,
+    OverQuota,
+    Recorded,
+    StoredResponse,
+    Usage,
+)
 from forgeline.db import Database
-from forgeline.db.tables import Base, IdempotentResponse, UsageCounter, UsageRecord
+from forgeline.db.tables import IdempotentResponse
 
 log = logging.getLogger("forgeline.billing")
 
-
-@dataclass(frozen=True)
-class Usage:
-    """One billable call, as the ledger records it."""
-
-    request_id: str
-    key_id: str
-    tenant_id: int
-    model: str
-    action: str
-    units: int
-    at: datetime
-    cap: int | None = None
-    """The tenant's monthly unit cap (hard-capped plans), enforced at commit."""
-
-    @property
-    def period(self) -> str:
-        return f"{self.at.year:04d}-{self.at.month:02d}"
+_SWEEP_EVERY = 600.0  # seconds between deletions of expired idempotent responses
+_PROBE_EVERY = 2.0  # seconds between database checks while commits are failing
 
 
-@dataclass(frozen=True)
-class StoredResponse:
-    status: int
-    body: bytes
-    request_id: str
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
-@dataclass(frozen=True)
-class Idempotency:
-    key: str
-    request_hash: str
-
-
-@dataclass(frozen=True)
-class Recorded:
-    units_used: int | None
-    """A capped tenant's units this month, this call included (None: not counted, no cap)."""
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """A request with this Idempotency-Key was answered already: send its response again."""
-
-    response: StoredResponse
-
-
-@dataclass(frozen=True)
-class OverQuota:
-    used: int
-    cap: int
-
-
-Outcome = Recorded | Replayed | OverQuota
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before for a different request."""
-
-
-class MeteringUnavailable(Exception):
-    """The ledger could not commit; the call must not be answered (it would go unbilled)."""
-
-
-@dataclass
+@dataclass(eq=False)
 class _Pending:
-    usage: Usage
-    response: StoredResponse
-    idempotency: Idempotency | None
+    call: Call
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Outcome] = field(repr=False)
+    state: str = "queued"  # queued -> taken (being committed) | abandoned (past its deadline)
 
 
 _STOP = object()
-IDEMPOTENCY_RETENTION = timedelta(hours=24)
-"""How long a response stays replayable; a retry after that is a new call (as with Stripe)."""
-_SWEEP_EVERY = 600.0  # seconds between deletions of expired idempotent responses
+_Result = tuple[asyncio.Future[Outcome], Outcome | Exception]
+
+
+@dataclass(frozen=True)
+class LedgerHealth:
+    ok: bool
+    reason: str = ""
 
 
 class UsageLedger:
-    def __init__(self, db: Database, max_batch: int = 512) -> None:
+    def __init__(
+        self, db: Database, max_batch: int = 512, timeout: float = 10.0, max_pending: int = 10_000
+    ) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.timeout = timeout
+        self.max_pending = max_pending
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _Pending.state, _pending and the thread
+        self._pending = 0
         self._thread: threading.Thread | None = None
+        self._closing = False
         # Units used per (tenant, month) as last committed by this process: lets a capped
         # tenant's call be refused before the model runs. The commit's check is the real one.
         self._used: dict[tuple[int, str], int] = {}
         # Held by the writer thread for its life: no pool checkout (and pre-ping) per batch.
         self._connection: Connection | None = None
-        self._counters: set[tuple[int, str]] = set()  # counter rows known to exist
+        self._counters: set[tuple[int, str]] = set()  # counter rows known to be committed
+        self._failing_since: float | None = None  # monotonic time of the first failed commit
         self.batches = 0
+        self.restarts = 0
         self._next_sweep = time.monotonic()
 
     def start(self) -> None:
-        if self._thread is None:
+        with self._lock:
+            self._closing = False
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="usage-ledger", daemon=True)
             self._thread.start()
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer."""
-        if self._thread is not None:
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        if thread is not None and thread.is_alive():
             self._queue.put(_STOP)
-            self._thread.join()
-            self._thread = None
+            thread.join()
+        self._thread = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def health(self) -> LedgerHealth:
+        if self._thread is None or not self._thread.is_alive():
+            return LedgerHealth(False, "the usage ledger writer is not running")
+        if self._failing_since is not None:
+            return LedgerHealth(False, "the usage ledger cannot commit to the database")
+        return LedgerHealth(True)
 
     def over_quota(self, usage: Usage) -> OverQuota | None:
         """A call that would certainly go over its cap, judged by what this process knows."""
@@ -155,49 +145,35 @@ class UsageLedger:
     async def record(
         self, usage: Usage, response: StoredResponse, idempotency: Idempotency | None = None
     ) -> Outcome:
-        """Commit ``usage`` (and ``response``, for replays) and say how it went."""
-        if self._thread is None:
-            raise RuntimeError("UsageLedger.start() was not called")
+        """Commit ``usage`` (and ``response``, for replays) and say how it went; raises
+        :class:`MeteringUnavailable` when that cannot be done within ``timeout``."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
-        self._queue.put(_Pending(usage, response, idempotency, loop, future))
-        return await future
+        pending = _Pending(Call(usage, response, idempotency), loop, loop.create_future())
+        with self._lock:
+            if self._closing:
+                raise MeteringUnavailable("the usage ledger is shutting down")
+            if self._pending >= self.max_pending:
+                raise MeteringUnavailable(f"{self._pending} calls are waiting to be recorded")
+            if self._thread is None or not self._thread.is_alive():
+                if self._thread is not None:
+                    self.restarts += 1
+                    log.error("the usage ledger writer had stopped; restarting it")
+                self._start_writer()
+            self._pending += 1
+        self._queue.put(pending)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
+        except TimeoutError:
+            with self._lock:
+                if pending.state == "queued":
+                    pending.state = "abandoned"  # the writer skips it: never billed
+                    self._pending -= 1
+            raise MeteringUnavailable(f"not recorded within {self.timeout:g} s") from None
 
-    def replay(self, key_id: str, idempotency: Idempotency) -> StoredResponse | None:
+    def replay(self, tenant_id: int, idempotency: Idempotency) -> StoredResponse | None:
         """The stored response to an earlier request with this key, if there is one."""
         with self.db.engine.connect() as connection:
-            return _stored_response(connection, key_id, idempotency)
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            batch: list[_Pending] = []
-            item: object = first
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    assert isinstance(item, _Pending)
-                    batch.append(item)
-                if len(batch) >= self.max_batch:
-                    break
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._commit(batch)
-            if time.monotonic() >= self._next_sweep:
-                self._next_sweep = time.monotonic() + _SWEEP_EVERY
-                self._sweep()
-
-    def _sweep(self) -> None:
-        cutoff = datetime.now(UTC).replace(tzinfo=None) - IDEMPOTENCY_RETENTION
-        try:
-            self.forget_idempotency_before(cutoff)
-        except SQLAlchemyError as exc:  # not fatal: the next sweep tries again
-            log.warning("could not delete expired idempotent responses: %s", exc)
+            return stored_response(connection, tenant_id, idempotency, _utcnow())
 
     def forget_idempotency_before(self, cutoff: datetime) -> int:
         """Delete stored responses made before ``cutoff``; how many there were."""
@@ -207,185 +183,145 @@ class UsageLedger:
             )
             return int(getattr(result, "rowcount", 0))
 
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._serve_one_round():
+                pass
+        except BaseException:  # logged here; the next call restarts the writer
+            log.critical("the usage ledger writer died", exc_info=True)
+        finally:
+            self._fail_queued()
+
+    def _serve_one_round(self) -> bool:
+        """Wait for calls (or a chore), commit them; False once told to stop."""
+        try:
+            first = self._queue.get(timeout=self._seconds_to_next_chore())
+        except queue.Empty:
+            self._chores()
+            return True
+        batch, stopping = self._take(first)
+        if batch:
+            self._commit(batch)
+        self._chores()
+        return not stopping
+
+    def _take(self, first: object) -> tuple[list[_Pending], bool]:
+        batch: list[_Pending] = []
+        item, stopping = first, False
+        while True:
+            if item is _STOP:
+                stopping = True
+            else:
+                assert isinstance(item, _Pending)
+                with self._lock:
+                    if item.state == "queued":
+                        item.state = "taken"
+                        self._pending -= 1
+                        batch.append(item)
+            if len(batch) >= self.max_batch:
+                return batch, stopping
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, stopping
+
+    def _seconds_to_next_chore(self) -> float:
+        wait = self._next_sweep - time.monotonic()
+        if self._failing_since is not None:
+            wait = min(wait, _PROBE_EVERY)
+        return max(0.01, wait)
+
+    def _chores(self) -> None:
+        if self._failing_since is not None:
+            self._probe()
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + _SWEEP_EVERY
+            self._sweep()
+
+    def _probe(self) -> None:
+        """While commits fail, check the database on a timer, so readiness recovers even when
+        no call arrives to try again."""
+        try:
+            with self.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return
+        self._failing_since = None
+
+    def _sweep(self) -> None:
+        try:
+            self.forget_idempotency_before(_utcnow() - IDEMPOTENCY_RETENTION)
+        except SQLAlchemyError as exc:  # not fatal: the next sweep tries again
+            log.warning("could not delete expired idempotent responses: %s", exc)
+
     def _commit(self, batch: list[_Pending]) -> None:
         outcomes: list[Outcome | Exception]
         try:
             if self._connection is None:
                 self._connection = self.db.write_connection()
             with self._connection.begin():
-                outcomes = _apply(self._connection, batch, self._counters)
+                result = apply_batch(self._connection, [p.call for p in batch], self._counters)
+            self._counters |= result.counters  # only now: a rolled-back row does not exist
+            outcomes = result.outcomes
             self.batches += 1
-        except SQLAlchemyError as exc:
-            log.error("usage ledger commit failed (%d calls not answered): %s", len(batch), exc)
-            outcomes = [MeteringUnavailable(str(exc))] * len(batch)
-            if self._connection is not None:  # reconnect for the next batch
+            self._failing_since = None
+        except Exception as exc:  # any failure fails this batch only; the writer goes on
+            if isinstance(exc, SQLAlchemyError):
+                log.error("usage ledger commit failed (%d calls not answered): %s", len(batch), exc)
+            else:
+                log.exception("usage ledger commit failed (%d calls not answered)", len(batch))
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            outcomes = [MeteringUnavailable("the usage ledger could not commit")] * len(batch)
+            self._drop_connection()
+        self._settle(batch, outcomes)
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:  # reconnect for the next batch
+            # A broken connection may fail to close too; a new one is made next time.
+            with contextlib.suppress(SQLAlchemyError):
                 self._connection.invalidate()
                 self._connection.close()
-                self._connection = None
-        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
+            self._connection = None
+
+    def _settle(self, batch: list[_Pending], outcomes: list[Outcome | Exception]) -> None:
+        settled: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
         for item, outcome in zip(batch, outcomes, strict=True):
+            usage = item.call.usage
             if isinstance(outcome, Recorded) and outcome.units_used is not None:
-                self._used[(item.usage.tenant_id, item.usage.period)] = outcome.units_used
+                self._used[(usage.tenant_id, usage.period)] = outcome.units_used
             elif isinstance(outcome, OverQuota):
-                self._used[(item.usage.tenant_id, item.usage.period)] = outcome.used
+                self._used[(usage.tenant_id, usage.period)] = outcome.used
             settled.setdefault(item.loop, []).append((item.future, outcome))
-        # One wake-up of the event loop per batch, not one per call.
+        # One wake-up of each event loop per batch, not one per call.
         for loop, results in settled.items():
-            loop.call_soon_threadsafe(_settle, results)
+            # RuntimeError: that loop has closed, so nobody is waiting for these calls any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, results)
+
+    def _fail_queued(self) -> None:
+        """The writer is stopping or died: nobody will commit what is queued, so fail it."""
+        leftover: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Pending):
+                with self._lock:
+                    if item.state != "queued":
+                        continue
+                    item.state = "abandoned"
+                    self._pending -= 1
+                leftover.append(item)
+        if leftover:
+            unavailable = MeteringUnavailable("the usage ledger writer stopped")
+            self._settle(leftover, [unavailable] * len(leftover))
 
 
-def _apply(
-    connection: Connection, batch: list[_Pending], counters: set[tuple[int, str]]
-) -> list[Outcome | Exception]:
-    """Write one batch in the open transaction: one multi-row insert of the records, plus
-    statements per call only where its fate depends on them (Idempotency-Keys, hard caps).
-    Only hard-capped tenants keep a counter; usage and invoices sum the records themselves."""
-    outcomes: list[Outcome | Exception] = []
-    records: list[dict[str, Any]] = []
-    for item in batch:
-        usage = item.usage
-        if item.idempotency is not None:
-            earlier = _claim_idempotency_key(connection, item)
-            if earlier is not None:
-                outcomes.append(earlier)
-                continue
-        outcome: Outcome = Recorded(None)
-        if usage.cap is not None:
-            if (usage.tenant_id, usage.period) not in counters:
-                _insert_ignoring_conflict(
-                    connection,
-                    UsageCounter,
-                    tenant_id=usage.tenant_id,
-                    period=usage.period,
-                    units=0,
-                )
-                counters.add((usage.tenant_id, usage.period))
-            outcome = _within_cap(connection, usage)
-            if isinstance(outcome, OverQuota):
-                if item.idempotency is not None:
-                    _release_idempotency_key(connection, item)
-                outcomes.append(outcome)
-                continue
-        outcomes.append(outcome)
-        records.append(
-            {
-                "request_id": usage.request_id,
-                "key_id": usage.key_id,
-                "tenant_id": usage.tenant_id,
-                "model": usage.model,
-                "action": usage.action,
-                "units": usage.units,
-                "created_at": usage.at,
-                "period": usage.period,
-                "day": usage.at.date(),
-            }
-        )
-    if records:
-        connection.execute(_INSERT_RECORDS, records)
-    return outcomes
-
-
-_INSERT_RECORDS = insert(cast(Table, UsageRecord.__table__))
-"""Built once: a statement made per batch would have its cache key computed every time."""
-
-
-def _counter(tenant_id: int, period: str) -> ColumnElement[bool]:
-    return (UsageCounter.tenant_id == tenant_id) & (UsageCounter.period == period)
-
-
-def _within_cap(connection: Connection, usage: Usage) -> Recorded | OverQuota:
-    """Count the call against a hard cap if it fits. The conditional update is atomic, and the
-    database serialises it across processes: concurrent calls cannot overshoot the cap."""
-    assert usage.cap is not None
-    used = connection.execute(
-        update(UsageCounter)
-        .where(
-            _counter(usage.tenant_id, usage.period)
-            & (UsageCounter.units + usage.units <= usage.cap)
-        )
-        .values(units=UsageCounter.units + usage.units)
-        .returning(UsageCounter.units)
-    ).scalar()
-    if used is not None:
-        return Recorded(int(used))
-    current = connection.execute(
-        select(UsageCounter.units).where(_counter(usage.tenant_id, usage.period))
-    ).scalar_one()
-    return OverQuota(int(current), usage.cap)
-
-
-def _claim_idempotency_key(connection: Connection, item: _Pending) -> Replayed | Exception | None:
-    """Store this call's response under its Idempotency-Key, or, when a concurrent retry got
-    there first, what the call is to answer instead."""
-    usage, idempotency = item.usage, item.idempotency
-    assert idempotency is not None
-    stored = _insert_ignoring_conflict(
-        connection,
-        IdempotentResponse,
-        key_id=usage.key_id,
-        idempotency_key=idempotency.key,
-        request_hash=idempotency.request_hash,
-        request_id=usage.request_id,
-        status=item.response.status,
-        body=item.response.body.decode(),
-        created_at=usage.at,
-    )
-    if stored:
-        return None
-    try:
-        earlier = _stored_response(connection, usage.key_id, idempotency)
-    except IdempotencyConflict as exc:
-        return exc  # returned, not raised: it fails this call, not the whole batch
-    assert earlier is not None
-    return Replayed(earlier)
-
-
-def _stored_response(
-    connection: Connection, key_id: str, idempotency: Idempotency
-) -> StoredResponse | None:
-    row = connection.execute(
-        select(
-            IdempotentResponse.request_hash,
-            IdempotentResponse.status,
-            IdempotentResponse.body,
-            IdempotentResponse.request_id,
-        ).where(_idempotency_row(key_id, idempotency.key))
-    ).first()
-    if row is None:
-        return None
-    if row.request_hash != idempotency.request_hash:
-        raise IdempotencyConflict(
-            f"Idempotency-Key '{idempotency.key}' was used for a different request"
-        )
-    return StoredResponse(row.status, row.body.encode(), row.request_id)
-
-
-def _idempotency_row(key_id: str, key: str) -> ColumnElement[bool]:
-    return (IdempotentResponse.key_id == key_id) & (IdempotentResponse.idempotency_key == key)
-
-
-def _release_idempotency_key(connection: Connection, item: _Pending) -> None:
-    """A refused call is not a response to replay: let a retry try again."""
-    assert item.idempotency is not None
-    connection.execute(
-        delete(IdempotentResponse).where(_idempotency_row(item.usage.key_id, item.idempotency.key))
-    )
-
-
-def _insert_ignoring_conflict(connection: Connection, table: type[Base], **values: Any) -> bool:
-    """Insert a row unless its key exists; whether it was inserted. Portable upsert-nothing:
-    a plain INSERT that fails would abort the whole PostgreSQL transaction."""
-    dialect = connection.dialect.name
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # RETURNING tells reliably whether the row went in; rowcount after ON CONFLICT does not
-    # (psycopg reports 1 for a skipped row).
-    core_table = cast(Table, table.__table__)
-    statement = dialect_insert(core_table).values(**values).on_conflict_do_nothing()
-    key = next(iter(core_table.primary_key.columns))
-    return connection.execute(statement.returning(key)).first() is not None
-
-
-def _settle(results: list[tuple[asyncio.Future[Outcome], Outcome | Exception]]) -> None:
+def _settle(results: list[_Result]) -> None:
     for future, outcome in results:
         if future.done():  # the request was cancelled (client went away) while committing
             continue

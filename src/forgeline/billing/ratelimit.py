@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+
+from forgeline.credentials import hide_credentials, redact_url
 
 __all__ = [
     "LocalRateLimiter",
@@ -184,16 +185,6 @@ return {allowed, retry_us}
 _SOCKET_TIMEOUT_SECONDS = 1.0
 
 
-def _redact(url: str) -> str:
-    # The URL appears in error messages and logs; a password in it must not.
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
-
-
 class RedisRateLimiter:
     """Token buckets in Redis, shared by every process and replica using the same Redis."""
 
@@ -202,7 +193,7 @@ class RedisRateLimiter:
         # ``redis`` extra installed.
         import redis.asyncio
 
-        self._url = _redact(url)
+        self._url = redact_url(url)
         self._prefix = prefix
         # from_url does not connect yet; connection errors surface in acquire().
         self._client = redis.asyncio.Redis.from_url(
@@ -223,8 +214,9 @@ class RedisRateLimiter:
                 keys=[self._prefix + bucket], args=[repr(float(rate)), burst]
             )
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            # The detail (with the URL, its password masked) is for the server log only.
             raise RateLimiterUnavailable(
-                f"cannot reach the rate-limit Redis at {self._url}: {exc}"
+                f"cannot reach the rate-limit Redis at {self._url}: {hide_credentials(str(exc))}"
             ) from exc
         allowed, retry_us = int(reply[0]), int(reply[1])
         if allowed:

@@ -18,16 +18,28 @@ from forgeline.db import Database
 from forgeline.db.tables import Tenant, UsageRecord
 from forgeline.errors import ForgelineError
 
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+MONTH_PATTERN = r"^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])$"
+"""A real month written ``YYYY-MM`` (years 0001 to 9999), as the HTTP API documents it."""
+
+
+def month_problem(text: str) -> str | None:
+    """What is wrong with ``text`` as a month (the ledger's ``period``), or None. A lax parse
+    would let '2026-1' silently match no rows and report zero usage."""
+    if re.fullmatch(MONTH_PATTERN, text):
+        return None
+    return f"'{text}' is not a month; write YYYY-MM, e.g. 2026-11"
 
 
 def parse_month(text: str) -> str:
-    """``text`` if it is a real month written ``YYYY-MM`` (the ledger's ``period``), else an
-    error; a lax parse would let '2026-1' silently match no rows and report zero usage."""
-    match = _MONTH.fullmatch(text)
-    if match is None or int(match[1]) == 0 or not 1 <= int(match[2]) <= 12:
-        raise ForgelineError(f"--month: '{text}' is not a month; write YYYY-MM, e.g. 2026-11")
+    """``text`` if it is a real month written ``YYYY-MM``, else an error naming ``--month``."""
+    problem = month_problem(text)
+    if problem is not None:
+        raise ForgelineError(f"--month: {problem}")
     return text
+
+
+class UnknownTenant(ForgelineError):
+    """No tenant has the name given."""
 
 
 def find_tenant(session: Session, name: str) -> Tenant:
@@ -36,7 +48,7 @@ def find_tenant(session: Session, name: str) -> Tenant:
     if tenant is None:
         names = sorted(session.scalars(select(Tenant.name)))
         known = f"tenants: {', '.join(names)}" if names else "there are no tenants yet"
-        raise ForgelineError(f"no tenant '{name}' ({known})")
+        raise UnknownTenant(f"no tenant '{name}' ({known})")
     return tenant
 
 

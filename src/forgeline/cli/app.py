@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from importlib import resources
@@ -34,8 +33,8 @@ from forgeline.cli.output import (
     warn,
 )
 from forgeline.config import PROJECT_CONFIG
-from forgeline.config.load import PROJECT_FILE, Project, load_project
-from forgeline.config.sections import NAME_PATTERN
+from forgeline.config.load import PROJECT_FILE, load_project
+from forgeline.config.sections import is_name
 from forgeline.errors import ForgelineError, InputError
 
 app = typer.Typer(
@@ -97,7 +96,7 @@ def init(
         raise ForgelineError(
             f"--template: unknown template '{template}'; choose from {', '.join(TEMPLATES)}"
         )
-    if not re.fullmatch(NAME_PATTERN, name):
+    if not is_name(name):
         raise ForgelineError(
             f"'{name}' is not a valid project name: use lowercase letters, digits, '.', '_' "
             "and '-', starting with a letter or digit"
@@ -138,19 +137,12 @@ def train(config: ConfigOption = None) -> None:
     version = ModelRegistry(project.registry_dir).publish(
         project.config.name,
         model,
-        config_yaml=_resolved_config_yaml(project),
+        config=project.config.model_dump(mode="json"),
         data_fingerprint=data.fingerprint,
         base_model=project.config.base,
     )
     console.print(metrics_table("Validation", metric_rows(model.training_metrics, ".4f")))
     console.print(f"Registered {version.name} {version.version} at {version.path}")
-
-
-def _resolved_config_yaml(project: Project) -> str:
-    import yaml
-
-    resolved = project.config.model_dump(mode="json")
-    return yaml.safe_dump(resolved, sort_keys=False)
 
 
 @app.command()
@@ -204,7 +196,7 @@ def compress(config: ConfigOption = None, version: VersionOption = "latest") -> 
     published = registry.publish(
         project.config.name,
         compressed,
-        config_yaml=(source.version.path / "forgeline.yaml").read_text(encoding="utf-8"),
+        config=source.version.config(),
         data_fingerprint=manifest["data_fingerprint"],
         base_model=manifest["base_model"],
         derived_from=source.version.version,
@@ -286,6 +278,7 @@ def serve(
 
     from forgeline.registry import ModelRegistry
     from forgeline.serve import create_app
+    from forgeline.serve.logs import logging_config
 
     project = load_project(config, check_files=False)
     registry = ModelRegistry(project.registry_dir)
@@ -303,7 +296,7 @@ def serve(
 
         db = Database.open(project.config.database, project.root)
         redis_url = os.environ.get("FORGELINE_REDIS_URL") or project.config.redis.url
-        gateway = Gateway(db, project.config.billing, redis_url)
+        gateway = Gateway(db, project.config.billing, redis_url, settings.failed_auth)
         if not gateway.keys.exist():
             warn("no API keys yet: every /v1 call gets 401 until you run `forgeline keys create`")
     console.print(
@@ -313,7 +306,7 @@ def serve(
         + ")"
     )
     app_ = create_app(registry, settings, gateway=gateway)
-    uvicorn.run(app_, host=bind_host, port=bind_port, log_level="info")
+    uvicorn.run(app_, host=bind_host, port=bind_port, log_level="info", log_config=logging_config())
 
 
 @config_app.command("schema")

@@ -7,7 +7,6 @@ forgeline.yaml (``database.url``) or ``FORGELINE_DATABASE_URL``.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,7 +15,7 @@ from rich.table import Column as RichColumn
 from rich.table import Table as RichTable
 
 from forgeline.billing.invoices import build_invoices, invoices_csv, invoices_json
-from forgeline.billing.keys import KeyInfo, KeyStore, utcnow
+from forgeline.billing.keys import KeyInfo, KeyStore, duration, utcnow
 from forgeline.billing.usage import parse_month, usage_report
 from forgeline.cli.options import ConfigOption
 from forgeline.cli.output import console, err_console, warn
@@ -38,7 +37,11 @@ def _key_store(config: Path | None) -> tuple[Project, KeyStore]:
 
 
 def _split(value: str | None) -> list[str] | None:
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+    """A comma-separated option as a list; None only when the option was not given, so that
+    ``--models ""`` is refused as an empty scope instead of widening to every model."""
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _print_new_key(token: str, info: KeyInfo) -> None:
@@ -65,7 +68,8 @@ def keys_create(
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An admin key (no tenant).")] = False,
     expires_in_days: Annotated[
-        float | None, typer.Option(min=0.001, help="The key stops working after this.")
+        float | None,
+        typer.Option(min=0.001, max=3650, help="The key stops working after this."),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -78,7 +82,7 @@ def keys_create(
         served = set(ModelRegistry(project.registry_dir).names())
         for name in sorted(set(wanted) - served):
             warn(f"model '{name}' is not in {project.registry_dir} (yet)")
-    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    expires = utcnow() + duration(days=expires_in_days) if expires_in_days else None
     token, info = keys.create(
         tenant=tenant,
         plan=plan,
@@ -129,13 +133,13 @@ def keys_revoke(
 def keys_rotate(
     key_id: Annotated[str, typer.Argument(help="The key's id, from `forgeline keys list`.")],
     overlap_hours: Annotated[
-        float, typer.Option(min=0, help="How long the old key keeps working.")
+        float, typer.Option(min=0, max=87_600, help="How long the old key keeps working.")
     ] = 24,
     config: ConfigOption = None,
 ) -> None:
     """Make a new key with the same tenant and scopes; the old one expires after the overlap."""
     _, keys = _key_store(config)
-    token, info = keys.rotate(key_id, timedelta(hours=overlap_hours))
+    token, info = keys.rotate(key_id, duration(hours=overlap_hours))
     err_console.print(f"Key {key_id} keeps working for {overlap_hours:g} h.")
     _print_new_key(token, info)
 

@@ -3,13 +3,12 @@ keys and usage, and Redis."""
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from forgeline.config.sections import NAME_PATTERN, Section
+from forgeline.config.sections import Section, is_name
 
 
 class LimitsConfig(Section):
@@ -30,6 +29,15 @@ class BatchingConfig(Section):
     )
 
 
+class FailedAuthLimit(Section):
+    """How many requests with a missing or invalid key one client address may send before it
+    gets 429: guessing keys (each well-formed guess costs a lookup) is cut to a trickle. Raise
+    it when many clients reach the server through one address (a proxy that hides theirs)."""
+
+    requests_per_second: float = Field(1, gt=0, le=1_000_000)
+    burst: int = Field(20, ge=1, le=1_000_000)
+
+
 class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -44,6 +52,15 @@ class ServeConfig(Section):
     batching: BatchingConfig = BatchingConfig()
     models: dict[str, BatchingConfig] = Field(
         default_factory=dict, description="Batching settings for particular models, by name."
+    )
+    failed_auth: FailedAuthLimit = FailedAuthLimit()
+    metrics: Literal["admin", "public"] = Field(
+        "admin",
+        description=(
+            "Who may read GET /metrics (per-model traffic): 'admin', with an admin key as a "
+            "bearer token (Prometheus: authorization.credentials), or 'public', anyone who can "
+            "reach the port. With auth off it is public."
+        ),
     )
 
 
@@ -97,6 +114,24 @@ class PlanConfig(Section):
         return self.burst if self.burst is not None else max(1, round(2 * self.requests_per_second))
 
 
+class LedgerConfig(Section):
+    """How long a metered call may wait for its usage record, and how many may wait."""
+
+    timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=300,
+        description=(
+            "A call whose record is not committed in this time gets 503 instead of waiting on "
+            "a stalled database. Retry with an Idempotency-Key: if the record did commit late, "
+            "the retry gets the stored answer and is not billed again."
+        ),
+    )
+    max_pending: int = Field(
+        10_000, ge=1, description="Calls waiting to be recorded at most; beyond it, 503."
+    )
+
+
 class BillingConfig(Section):
     currency: str = Field(
         "USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code printed on invoices."
@@ -105,12 +140,13 @@ class BillingConfig(Section):
         default_factory=dict,
         description="Plans by name; `forgeline keys create --plan NAME` puts a tenant on one.",
     )
+    ledger: LedgerConfig = LedgerConfig()
 
     @field_validator("plans")
     @classmethod
     def _plan_names(cls, plans: dict[str, PlanConfig]) -> dict[str, PlanConfig]:
         for name in plans:
-            if not re.match(NAME_PATTERN, name):
+            if not is_name(name):
                 raise ValueError(f"plan name '{name}' must be lowercase letters, digits, . _ -")
         return plans
 
@@ -140,3 +176,12 @@ class RedisConfig(Section):
             "across them. FORGELINE_REDIS_URL overrides it. Unset: limits per process."
         ),
     )
+
+
+SERVICE_SECTIONS = ("serve", "billing", "database", "redis")
+"""Sections about running the API, not about the model: kept out of model versions (they hold
+database and Redis URLs with passwords, and a version must not freeze an operator's setup)."""
+
+
+def without_service_sections(config: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in SERVICE_SECTIONS}

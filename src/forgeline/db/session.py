@@ -52,7 +52,9 @@ class Database:
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError(f"database.url: use sqlite or postgresql, not '{backend}'")
         self.is_sqlite = backend == "sqlite"
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        # hide_parameters: a failed statement's error (logged, or shown by the CLI) must not
+        # carry its values: idempotency keys, stored responses with applicants' inputs.
+        options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         try:

@@ -73,12 +73,16 @@ class UsageCounter(Base):
 
 
 class IdempotentResponse(Base):
-    """The first response to a request sent with an ``Idempotency-Key``, replayed to retries."""
+    """The first response to a request sent with an ``Idempotency-Key``, replayed to retries.
+    Keys are scoped to the tenant (not the API key), so a retry sent with a rotated key during
+    the overlap is replayed rather than billed again."""
 
     __tablename__ = "idempotent_responses"
+    __table_args__ = (Index("ix_idempotent_responses_created_at", "created_at"),)
 
-    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))  # the key that sent the first request
     request_hash: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[int]

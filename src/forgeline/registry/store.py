@@ -6,7 +6,8 @@ Layout::
     models/<name>/v1/                    one immutable version
         forgeline-manifest.json          task, provenance and the SHA-256 of every file below
         model.safetensors, config.json   weights and architecture (task-specific files)
-        forgeline.yaml                   the resolved project config used to train
+        forgeline.yaml                   the resolved config used to train, without the service
+                                         sections (serve, billing, database, redis: credentials)
         metrics.json                     validation metrics measured during training
         MODEL_CARD.md
         evaluation/                      written by `forgeline evaluate`; not part of the model
@@ -29,6 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from forgeline.config.service import without_service_sections
 from forgeline.data.fingerprint import file_sha256
 from forgeline.errors import RegistryError
 from forgeline.evaluate.metrics import metrics_json
@@ -39,6 +43,7 @@ from forgeline.tasks.registry import get_task
 MANIFEST = "forgeline-manifest.json"
 MANIFEST_FORMAT = "forgeline-model/1"
 LATEST = "LATEST"
+CONFIG_FILE = "forgeline.yaml"
 EVALUATION_DIR = "evaluation"
 # Formats that unpickle on load (torch .bin/.pt, joblib, numpy object arrays, ...).
 PICKLE_SUFFIXES = frozenset(
@@ -57,6 +62,11 @@ class ModelVersion:
     @property
     def evaluation_dir(self) -> Path:
         return self.path / EVALUATION_DIR
+
+    def config(self) -> dict[str, Any]:
+        """The config this version was trained with (as written in it)."""
+        loaded = yaml.safe_load((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+        return loaded if isinstance(loaded, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -174,18 +184,20 @@ class ModelRegistry:
         name: str,
         model: Task,
         *,
-        config_yaml: str,
+        config: dict[str, Any],
         data_fingerprint: dict[str, Any],
         base_model: str,
         derived_from: str | None = None,
     ) -> ModelVersion:
-        """Save ``model`` as the next version of ``name`` and point ``latest`` at it."""
+        """Save ``model`` as the next version of ``name`` and point ``latest`` at it.
+        ``config`` is the resolved project config; its service sections are never written."""
         model_root = self.root / name
         model_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=model_root, prefix=".staging-"))
         try:
             model.save(staging)
-            (staging / "forgeline.yaml").write_text(config_yaml, encoding="utf-8")
+            model_config = yaml.safe_dump(without_service_sections(config), sort_keys=False)
+            (staging / CONFIG_FILE).write_text(model_config, encoding="utf-8")
             metrics = model.training_metrics
             (staging / "metrics.json").write_text(metrics_json(metrics), encoding="utf-8")
             existing = self.versions(name)

@@ -1,7 +1,10 @@
 """The admin HTTP API under /admin/v1: keys, usage and invoices, as the CLI offers them.
 
 Every route needs an admin key: ``FORGELINE_ADMIN_KEY`` or one made by
-``forgeline keys create --admin``. Database work runs in a thread, off the event loop.
+``forgeline keys create --admin``; admin keys are rate-limited like any other. The request and
+response shapes are in :mod:`forgeline.serve.admin_schemas`. Unknown keys and tenants are 404;
+a request the stored state refuses (rotating a revoked key, a new tenant without a plan) is
+409. Database work runs in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -9,87 +12,48 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from forgeline.billing.invoices import build_invoices, invoices_csv, invoices_json
-from forgeline.billing.keys import ACTIONS, KeyInfo, Principal, UnknownKey, utcnow
-from forgeline.billing.usage import parse_month, usage_report
+from forgeline.billing.keys import KeyConflict, UnknownKey, duration, utcnow
+from forgeline.billing.usage import UnknownTenant, usage_report
 from forgeline.errors import ForgelineError
+from forgeline.serve.admin_schemas import (
+    INVOICES_SCHEMA,
+    CreateKey,
+    KeyOut,
+    Month,
+    Name,
+    NewKey,
+    RotateKey,
+    UsageOut,
+    create_key_schema,
+)
 from forgeline.serve.errors import ApiError
 from forgeline.serve.gateway import Gateway
-
-
-class KeyOut(BaseModel):
-    id: str
-    tenant: str | None
-    plan: str | None
-    models: list[str]
-    actions: list[str]
-    is_admin: bool
-    status: Literal["active", "expired", "revoked"]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    replaces: str | None
-
-    @classmethod
-    def of(cls, info: KeyInfo) -> KeyOut:
-        return cls(**dataclasses.asdict(info), status=info.status(utcnow()))
-
-
-class NewKey(BaseModel):
-    key: str = Field(description="The API key. Shown only here: it is not stored.")
-    info: KeyOut
-
-
-class CreateKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tenant: str | None = Field(None, description="The customer; required unless admin.")
-    plan: str | None = Field(None, description="The tenant's plan, when the tenant is new.")
-    models: list[str] | None = Field(None, description="Models the key may use (default: all).")
-    actions: list[Literal["predict", "explain", "generate"]] | None = Field(
-        None, description=f"Actions the key may take (default: {', '.join(ACTIONS)})."
-    )
-    admin: bool = False
-    expires_in_days: float | None = Field(None, gt=0)
-
-
-class RotateKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    overlap_hours: float = Field(
-        24, ge=0, description="How long the old key keeps working beside the new one."
-    )
-
-
-class UsageOut(BaseModel):
-    day: date
-    model: str
-    action: str
-    calls: int
-    units: int
+from forgeline.serve.routing import api_route
 
 
 def admin_router(gateway: Gateway) -> APIRouter:
-    async def admin(request: Request) -> Principal:
-        principal = await gateway.authenticate(request)
-        if not principal.is_admin:
+    body = create_key_schema(sorted(gateway.billing.plans))
+
+    def admin(request: Request) -> None:
+        if not request.state.principal.is_admin:
             raise ApiError(403, "not_admin", "this needs an admin key")
-        return principal
 
     router = APIRouter(
         prefix="/admin/v1",
         tags=["admin"],
+        route_class=api_route(gateway),
         dependencies=[Depends(admin)],
         responses={
             401: {"description": "No API key, or an invalid one"},
             403: {"description": "Not an admin key"},
+            429: {"description": "Over the admin rate limit, or too many failed keys"},
+            503: {"description": "The database or rate limiter is unavailable (Retry-After)"},
         },
     )
 
@@ -98,17 +62,31 @@ def admin_router(gateway: Gateway) -> APIRouter:
             return await asyncio.to_thread(work)
         except UnknownKey as exc:
             raise ApiError(404, "unknown_key", str(exc)) from None
+        except UnknownTenant as exc:
+            raise ApiError(404, "unknown_tenant", str(exc)) from None
+        except KeyConflict as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
         except ForgelineError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
 
     @router.get("/keys", response_model=list[KeyOut], summary="List keys")
-    async def list_keys(tenant: str | None = None) -> list[KeyOut]:
+    async def list_keys(tenant: Annotated[Name | None, Query()] = None) -> list[KeyOut]:
         infos = await off_loop(lambda: gateway.keys.list(tenant))
         return [KeyOut.of(info) for info in infos]
 
-    @router.post("/keys", response_model=NewKey, status_code=201, summary="Create a key")
+    @router.post(
+        "/keys",
+        response_model=NewKey,
+        status_code=201,
+        summary="Create a key",
+        responses={
+            400: {"description": "The body is not valid JSON"},
+            409: {"description": "A new tenant without a plan, or a tenant on another plan"},
+        },
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": body}}}},
+    )
     async def create_key(body: CreateKey) -> NewKey:
-        expires = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+        expires = utcnow() + duration(days=body.expires_in_days) if body.expires_in_days else None
         token, info = await off_loop(
             lambda: gateway.keys.create(
                 tenant=body.tenant,
@@ -121,7 +99,12 @@ def admin_router(gateway: Gateway) -> APIRouter:
         )
         return NewKey(key=token, info=KeyOut.of(info))
 
-    @router.post("/keys/{key_id}/revoke", response_model=KeyOut, summary="Revoke a key")
+    @router.post(
+        "/keys/{key_id}/revoke",
+        response_model=KeyOut,
+        summary="Revoke a key",
+        responses={404: {"description": "No such key"}},
+    )
     async def revoke_key(key_id: str) -> KeyOut:
         info = await off_loop(lambda: gateway.keys.revoke(key_id))
         gateway.auth.forget(key_id)
@@ -131,33 +114,50 @@ def admin_router(gateway: Gateway) -> APIRouter:
         "/keys/{key_id}/rotate",
         response_model=NewKey,
         summary="Replace a key; the old one works for overlap_hours more",
+        responses={
+            400: {"description": "The body is not valid JSON"},
+            404: {"description": "No such key"},
+            409: {"description": "The key is revoked"},
+        },
     )
     async def rotate_key(key_id: str, body: RotateKey | None = None) -> NewKey:
-        overlap = timedelta(hours=(body or RotateKey()).overlap_hours)
+        overlap = duration(hours=(body or RotateKey()).overlap_hours)
         token, info = await off_loop(lambda: gateway.keys.rotate(key_id, overlap))
         gateway.auth.forget(key_id)
         return NewKey(key=token, info=KeyOut.of(info))
 
-    @router.get("/usage", response_model=list[UsageOut], summary="Calls and units per day")
+    @router.get(
+        "/usage",
+        response_model=list[UsageOut],
+        summary="Calls and units per day",
+        responses={404: {"description": "No such tenant"}},
+    )
     async def usage(
-        tenant: str, month: str = Query(description="YYYY-MM", examples=["2026-11"])
+        tenant: Annotated[Name, Query()],
+        month: Annotated[Month, Query(description="YYYY-MM")],
     ) -> list[UsageOut]:
-        rows = await off_loop(lambda: usage_report(gateway.db, tenant, parse_month(month)))
+        rows = await off_loop(lambda: usage_report(gateway.db, tenant, month))
         return [UsageOut(**dataclasses.asdict(row)) for row in rows]
 
     @router.get(
         "/invoices",
         summary="Invoices of a month, JSON or CSV",
-        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+        responses={
+            200: {
+                "content": {
+                    "application/json": {"schema": INVOICES_SCHEMA},
+                    "text/csv": {"schema": {"type": "string"}},
+                }
+            },
+            404: {"description": "No such tenant"},
+        },
     )
     async def invoices(
-        month: str = Query(description="YYYY-MM", examples=["2026-11"]),
-        tenant: str | None = None,
+        month: Annotated[Month, Query(description="YYYY-MM")],
+        tenant: Annotated[Name | None, Query()] = None,
         format: Literal["json", "csv"] = "json",
     ) -> Response:
-        found = await off_loop(
-            lambda: build_invoices(gateway.db, gateway.billing, parse_month(month), tenant)
-        )
+        found = await off_loop(lambda: build_invoices(gateway.db, gateway.billing, month, tenant))
         if format == "csv":
             return Response(invoices_csv(found), media_type="text/csv")
         return Response(invoices_json(found), media_type="application/json")

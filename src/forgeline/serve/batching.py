@@ -5,6 +5,10 @@ Requests wait in a bounded queue; a worker takes the first, gathers more until t
 thread, and hands each request its own slice of the results, in order. When the queue is full
 new requests are refused at once (the server answers 503 with Retry-After) instead of piling up
 in memory.
+
+Requests from different callers share a batch, so one caller's input must never fail another's
+request: when a batch fails, each request in it is run again on its own, and only the requests
+that fail alone get the error.
 """
 
 from __future__ import annotations
@@ -84,13 +88,32 @@ class Batcher:
             self.on_batch(len(batch))
             try:
                 results = await loop.run_in_executor(self._executor, self.predict, batch)
-            except Exception as exc:  # every waiting request learns of the failure
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            except Exception as exc:
+                if len(jobs) == 1:
+                    _fail(jobs[0], exc)
+                else:
+                    for job in jobs:
+                        await self._run_alone(job)
                 continue
             offset = 0
             for job in jobs:
                 if not job.future.done():  # the client may have gone away
                     job.future.set_result(results[offset : offset + len(job.inputs)])
                 offset += len(job.inputs)
+
+    async def _run_alone(self, job: _Job) -> None:
+        if job.future.done():
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self.predict, list(job.inputs))
+        except Exception as exc:  # this request's own inputs fail: only it learns of it
+            _fail(job, exc)
+            return
+        if not job.future.done():
+            job.future.set_result(results)
+
+
+def _fail(job: _Job, exc: Exception) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)

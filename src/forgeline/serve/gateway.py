@@ -1,9 +1,14 @@
 """What stands between a customer and a model: key, scope, rate limit, quota, and the meter.
 
-Each /v1 route asks for a :class:`Call` (a FastAPI dependency) and answers through
-:meth:`Call.respond`. With ``serve.auth`` on, the call is a :class:`MeteredCall`: the key was
-checked before the body was read, and the response is sent only once its usage record is
-committed. With auth off, an :class:`OpenCall` just runs. Routes never branch on which.
+The route class (:mod:`forgeline.serve.routing`) admits the key with :meth:`Gateway.admit_key`
+before the body is read: 401 for a bad key, 429 over the plan's rate limit. Each /v1 route then
+asks for a :class:`Call` (a FastAPI dependency) for its model and action (403 outside the key's
+scope) and answers through :meth:`Call.respond`. With ``serve.auth`` on the call is a
+:class:`MeteredCall`, whose response is sent only once its usage record is committed; with auth
+off an :class:`OpenCall` just runs. Routes never branch on which.
+
+Failed authentications are throttled per client address, so guessing keys (each well-formed
+guess costs a database lookup) is limited to a trickle.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import asyncio
 import hashlib
 import json
 import math
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,9 +26,12 @@ from typing import Protocol
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from forgeline.billing.keys import Authenticator, AuthError, KeyStore, Principal, utcnow
-from forgeline.billing.ledger import (
+from forgeline.billing.ledger import UsageLedger
+from forgeline.billing.ratelimit import RateLimiter, RateLimiterUnavailable, rate_limiter
+from forgeline.billing.records import (
     Idempotency,
     IdempotencyConflict,
     MeteringUnavailable,
@@ -29,15 +39,16 @@ from forgeline.billing.ledger import (
     Recorded,
     StoredResponse,
     Usage,
-    UsageLedger,
 )
-from forgeline.billing.ratelimit import RateLimiter, RateLimiterUnavailable, rate_limiter
-from forgeline.config.service import BillingConfig, PlanConfig
+from forgeline.config.service import BillingConfig, FailedAuthLimit, PlanConfig
 from forgeline.db import Database
-from forgeline.serve.errors import ApiError
+from forgeline.serve.errors import ApiError, unavailable
+from forgeline.serve.openapi import IDEMPOTENCY_KEY_PATTERN
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-_MAX_IDEMPOTENCY_KEY = 255
+ADMIN_RATE = PlanConfig(requests_per_second=20, burst=40)
+"""Admin keys are rate-limited too: a leaked admin key must not become a free flood."""
+_MAX_BLOCKED_ADDRESSES = 100_000
 
 
 class Call(Protocol):
@@ -67,13 +78,25 @@ class OpenCall:
 class Gateway:
     """Keys, rate limits and the usage ledger of one server process."""
 
-    def __init__(self, db: Database, billing: BillingConfig, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        billing: BillingConfig,
+        redis_url: str | None = None,
+        failed_auth: FailedAuthLimit | None = None,
+    ) -> None:
         self.db = db
         self.billing = billing
+        self.failed_auth = failed_auth or FailedAuthLimit()
         self.keys = KeyStore(db, billing.plans)
         self.auth = Authenticator(self.keys)
         self.limiter: RateLimiter = rate_limiter(redis_url)
-        self.ledger = UsageLedger(db)
+        self.ledger = UsageLedger(
+            db, timeout=billing.ledger.timeout_seconds, max_pending=billing.ledger.max_pending
+        )
+        # Client addresses refused for too many failed authentications, until a time: checked
+        # before any lookup, so a blocked address costs neither the database nor Redis.
+        self._blocked: dict[str, float] = {}
 
     def start(self) -> None:
         self.ledger.start()
@@ -83,15 +106,87 @@ class Gateway:
         await self.limiter.close()
 
     async def authenticate(self, request: Request) -> Principal:
+        address = request.client.host if request.client else "unknown"
+        now = time.monotonic()
+        blocked_until = self._blocked.get(address)
+        if blocked_until is not None:
+            if blocked_until > now:
+                raise self._too_many_failures(blocked_until - now)
+            del self._blocked[address]
         try:
             return await self.auth.authenticate(request.headers.get("authorization"))
+        except SQLAlchemyError as exc:
+            raise unavailable(
+                request,
+                "key_store_unavailable",
+                "API keys cannot be checked; retry shortly",
+                str(exc),
+            ) from None
         except AuthError as exc:
+            if exc.status == 401:
+                await self._count_failure(request, address)
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
             raise ApiError(exc.status, exc.code, exc.message, headers) from None
 
-    async def admit(self, request: Request, model: str | None, action: str | None) -> MeteredCall:
-        """The call, if its key may make it now: 401, 403 or 429 otherwise."""
+    async def _count_failure(self, request: Request, address: str) -> None:
+        limit = self.failed_auth
+        decision = await self._acquire(
+            request, f"auth-failures:{address}", limit.requests_per_second, limit.burst
+        )
+        if not decision:
+            return
+        if len(self._blocked) >= _MAX_BLOCKED_ADDRESSES:
+            now = time.monotonic()
+            self._blocked = {a: t for a, t in self._blocked.items() if t > now}
+        self._blocked[address] = time.monotonic() + decision
+        raise self._too_many_failures(decision)
+
+    @staticmethod
+    def _too_many_failures(wait: float) -> ApiError:
+        return ApiError(
+            429,
+            "too_many_failed_attempts",
+            "too many requests with a missing or invalid API key from this address; "
+            f"retry after {wait:.0f} s",
+            {"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+    async def admit_key(self, request: Request) -> Principal:
+        """The caller, if its key is valid and within its rate limit: 401, 403 or 429 if not.
+        Called before the body is read."""
         principal = await self.authenticate(request)
+        plan = ADMIN_RATE if principal.is_admin else self._plan(principal)
+        wait = await self._acquire(
+            request, principal.key_id, plan.requests_per_second, plan.bucket_size
+        )
+        if wait:
+            what = "an admin key" if principal.is_admin else f"plan '{principal.plan}'"
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"over the rate limit of {what} ({plan.requests_per_second:g} requests/s, "
+                f"burst {plan.bucket_size}); retry after {wait:.2f} s",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return principal
+
+    async def _acquire(self, request: Request, bucket: str, rate: float, burst: int) -> float:
+        """Take a token from ``bucket``: 0 when allowed, else seconds until one is free."""
+        try:
+            decision = await self.limiter.acquire(bucket, rate, burst)
+        except RateLimiterUnavailable as exc:
+            raise unavailable(
+                request,
+                "rate_limiter_unavailable",
+                "rate limiting is unavailable; retry shortly",
+                str(exc),
+            ) from None
+        return 0.0 if decision.allowed else max(decision.retry_after, 1e-6)
+
+    def admit(self, request: Request, model: str | None, action: str | None) -> MeteredCall:
+        """The call of the admitted key (see :meth:`admit_key`) on ``model``, if its scope
+        allows ``action`` there: 403 otherwise."""
+        principal: Principal = request.state.principal
         try:
             if model is not None and action is not None:
                 principal.check_allowed(model, action)
@@ -99,26 +194,9 @@ class Gateway:
                 principal.require_tenant()
         except AuthError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
-        plan = self._plan(principal)
-        try:
-            decision = await self.limiter.acquire(
-                principal.key_id, plan.requests_per_second, plan.bucket_size
-            )
-        except RateLimiterUnavailable as exc:
-            raise ApiError(
-                503, "rate_limiter_unavailable", str(exc), {"Retry-After": "1"}
-            ) from None
-        if not decision.allowed:
-            wait = max(1, math.ceil(decision.retry_after))
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"over the rate limit of plan '{principal.plan}' "
-                f"({plan.requests_per_second:g} requests/s, burst {plan.bucket_size}); "
-                f"retry after {decision.retry_after:.2f} s",
-                {"Retry-After": str(wait)},
-            )
-        return MeteredCall(self, principal, plan, request, model or "", action or "")
+        return MeteredCall(
+            self, principal, self._plan(principal), request, model or "", action or ""
+        )
 
     def _plan(self, principal: Principal) -> PlanConfig:
         plan = self.billing.plans.get(principal.plan or "")
@@ -148,15 +226,24 @@ class MeteredCall:
         self, run: Callable[[], Awaitable[BaseModel]], *, units: int, request: BaseModel
     ) -> Response:
         ledger = self.gateway.ledger
+        assert self.principal.tenant_id is not None
         idempotency = self._idempotency(request)
         if idempotency is not None:
             try:
-                stored = await asyncio.to_thread(ledger.replay, self.principal.key_id, idempotency)
+                stored = await asyncio.to_thread(
+                    ledger.replay, self.principal.tenant_id, idempotency
+                )
             except IdempotencyConflict as exc:
                 raise ApiError(422, "idempotency_key_reused", str(exc)) from None
+            except SQLAlchemyError as exc:
+                raise unavailable(
+                    self.request,
+                    "metering_unavailable",
+                    "the call cannot be metered; retry shortly",
+                    str(exc),
+                ) from None
             if stored is not None:
                 return _replay(stored)
-        assert self.principal.tenant_id is not None
         usage = Usage(
             request_id=self.request.state.request_id,
             key_id=self.principal.key_id,
@@ -175,13 +262,13 @@ class MeteredCall:
             outcome = await ledger.record(
                 usage, StoredResponse(200, body, usage.request_id), idempotency
             )
-        except MeteringUnavailable:
-            raise ApiError(
-                503,
+        except MeteringUnavailable as exc:
+            raise unavailable(
+                self.request,
                 "metering_unavailable",
-                "the call could not be recorded for billing, so it was not answered or billed; "
-                "retry shortly",
-                {"Retry-After": "1"},
+                "the call could not be recorded for billing, so it was not answered or "
+                "billed; retry shortly",
+                str(exc),
             ) from None
         except IdempotencyConflict as exc:
             raise ApiError(422, "idempotency_key_reused", str(exc)) from None
@@ -198,11 +285,11 @@ class MeteredCall:
         key = self.request.headers.get(IDEMPOTENCY_HEADER)
         if key is None:
             return None
-        if not key or len(key) > _MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
             raise ApiError(
                 400,
                 "invalid_idempotency_key",
-                f"{IDEMPOTENCY_HEADER} must be 1 to {_MAX_IDEMPOTENCY_KEY} printable characters",
+                f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
             )
         canonical = json.dumps(
             [self.action, self.model, request.model_dump(mode="json")], sort_keys=True

@@ -1,15 +1,25 @@
 """Request body size limit as ASGI middleware.
 
-Done at the ASGI level, before FastAPI reads the body: an oversized request is refused by its
-Content-Length when it declares one, and by counting bytes as they arrive when it is chunked,
-never holding more than the limit in memory.
+An oversized request is refused by its Content-Length when it declares one, before anything is
+read. A chunked body is counted as the route reads it, and refused (413) the moment it passes
+the limit, so no more than the limit is ever held in memory. Nothing is read before the route
+runs: the key is checked first (see :mod:`forgeline.serve.routing`), so a caller without a key
+cannot make the server take in a body at all.
 """
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from forgeline.serve.errors import error_body
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when the body passes the limit; answered 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is over the limit max_body_bytes={limit}")
 
 
 class BodySizeLimit:
@@ -43,30 +53,15 @@ class BodySizeLimit:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
                 await self._refuse(send)
                 return
-        # Read the (possibly chunked) body up to the limit before the app sees any of it, so an
-        # oversized body is a clean 413 however it is sent; bodies are small, so buffering is ok.
-        chunks: list[bytes] = []
         received = 0
-        while True:
+
+        async def counted() -> Message:
+            nonlocal received
             message = await receive()
-            if message["type"] != "http.request":
-                break  # the client went away
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.max_body_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, counted, send)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ Prediction = dict[str, Any]
 
 Notify = Callable[[str], None]
 """Where a task sends progress notices and data warnings meant for the user."""
+
+Capability = Literal["predict", "explain"]
+"""What a task's models can be asked over the API; the server mounts routes by capability."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ class Task(Protocol):
     name: ClassVar[str]
     """The ``task:`` value in the config."""
 
-    input_type: ClassVar[Any]
-    """The type of one prediction input (for the HTTP schema), e.g. ``str``."""
+    capabilities: ClassVar[frozenset[Capability]]
+    """What the server offers for this task's models (see :data:`Capability`)."""
 
     @classmethod
     def prepare_data(cls, project: Project) -> DataSplits:
@@ -94,6 +97,14 @@ class Task(Protocol):
 
     def input_schema(self) -> dict[str, Any]:
         """JSON Schema of one prediction input, published by the server."""
+        ...
+
+    def prediction_schema(self) -> dict[str, Any]:
+        """JSON Schema of one prediction, published by the server (a typed client reads it)."""
+        ...
+
+    def explanation_schema(self) -> dict[str, Any]:
+        """JSON Schema of one explanation; only asked of tasks that can ``explain``."""
         ...
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:

@@ -82,3 +82,49 @@ def test_input_schema_is_enforced(row: object, message: str) -> None:
 def test_missing_values_pass_in_any_spelling() -> None:
     check_input_row(0, {"age": None, "home": "", "previous_default": True}, COLUMNS)
     check_input_row(0, {"age": "NA", "home": " rent ", "previous_default": None}, COLUMNS)
+
+
+LEVELS = [*COLUMNS, Column("grade", "categorical", categories=["1", "2", "A"])]
+REQUEST = {"age": 30, "home": "own", "previous_default": False, "grade": "A"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "accepted"),
+    [
+        ("age", 30.5, True),
+        ("age", None, True),
+        ("age", "30", False),  # a JSON request sends numbers as numbers
+        ("age", "NA", False),
+        ("age", True, False),
+        ("previous_default", "Yes", True),  # as the data files write it
+        ("previous_default", "no", True),
+        ("previous_default", "maybe", False),
+        ("previous_default", 1, False),
+        ("home", " rent ", False),  # a level exactly
+        ("home", "", False),
+        ("grade", 2, True),  # an integer-like level may come as its integer
+        ("grade", 2.0, True),
+        ("grade", 3, False),
+        ("grade", True, False),
+    ],
+)
+def test_json_requests_must_match_the_published_schema(
+    field: str, value: object, accepted: bool
+) -> None:
+    """What check_inputs accepts from a request is exactly what input_schema publishes, so a
+    client generated from the OpenAPI document is never refused, nor is anything else let in."""
+    import jsonschema
+
+    from forgeline.tasks.tabular.schemas import input_schema
+    from forgeline.tasks.tabular.settings import TabularSettings
+
+    settings = TabularSettings.__new__(TabularSettings)
+    settings.columns = LEVELS
+    row = {**REQUEST, field: value}
+    valid = jsonschema.Draft202012Validator(input_schema(settings)).is_valid(row)
+    try:
+        check_input_row(0, row, LEVELS, strict=True)
+        checked = True
+    except InputError:
+        checked = False
+    assert (valid, checked) == (accepted, accepted)

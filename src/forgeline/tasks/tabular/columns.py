@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from forgeline.data.values import category_key, is_missing, parse_boolean, parse_number
+from forgeline.data.values import (
+    FALSE_TOKENS,
+    TRUE_TOKENS,
+    category_key,
+    is_missing,
+    parse_boolean,
+    parse_number,
+)
 from forgeline.errors import InputError
 from forgeline.tasks.tabular.derived import evaluate
 
@@ -119,9 +126,15 @@ def file_location(source: str, position: int) -> Locate:
 
 
 def check_input_row(
-    index: int, row: Any, columns: list[Column], locate: Locate | None = None
+    index: int, row: Any, columns: list[Column], locate: Locate | None = None, strict: bool = False
 ) -> None:
-    """Reject a prediction input that does not match the training schema, naming the field."""
+    """Reject a prediction input that does not match the training schema, naming the field.
+
+    ``strict`` is for JSON requests, which must match the published input schema exactly:
+    numbers as JSON numbers, yes/no as JSON booleans or as one of :func:`json_booleans`' words,
+    a category as one of its levels (or the integer an integer-like level reads as), null for
+    missing. Rows of a data file are read the
+    lenient way, as spreadsheets write them ("5.00E+05", "yes", "NA")."""
     where = locate or request_location(index)
     if not isinstance(row, dict):
         raise InputError(
@@ -140,6 +153,9 @@ def check_input_row(
         )
     for name, value in row.items():
         column = expected[name]
+        if strict:
+            _check_json_value(column, value, where(name))
+            continue
         if is_missing(value):
             continue  # null, blank and NA are missing values, which the models handle
         if column.kind == "numeric" and (isinstance(value, bool) or parse_number(value) is None):
@@ -153,3 +169,33 @@ def check_input_row(
                 f"{where(name)}: unknown category {value!r}; expected one of "
                 f"{', '.join(column.categories)}"
             )
+
+
+def json_booleans() -> list[str]:
+    """The words a JSON request may send for a yes/no column besides true and false, as they
+    appear in data files ("yes", "No", "TRUE", ...)."""
+    words = sorted(TRUE_TOKENS | FALSE_TOKENS)
+    forms = (form for word in words for form in (word, word.capitalize(), word.upper()))
+    return list(dict.fromkeys(forms))
+
+
+def json_levels(column: Column) -> list[Any]:
+    """What a JSON request may send for a categorical column: each level, and for a level that
+    reads as an integer ("3"), that integer too."""
+    numbers = [int(level) for level in column.categories if re.fullmatch(r"-?[0-9]{1,15}", level)]
+    return [*column.categories, *numbers]
+
+
+def _check_json_value(column: Column, value: Any, where: str) -> None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return  # missing, which the models handle
+    if column.kind == "numeric":
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isinf(value):
+            raise InputError(f"{where}: expected a number or null, got {value!r}")
+    elif column.kind == "boolean":
+        if not isinstance(value, bool) and value not in json_booleans():
+            raise InputError(f"{where}: expected true, false, yes, no or null, got {value!r}")
+    elif isinstance(value, bool) or value not in json_levels(column):
+        raise InputError(
+            f"{where}: unknown category {value!r}; expected one of {', '.join(column.categories)}"
+        )

@@ -18,7 +18,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from forgeline.config import Project, TabularClassificationConfig
 from forgeline.data import Table
 from forgeline.errors import InputError, NotSupportedError
-from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.tabular import schemas
 from forgeline.tasks.tabular.calibration import Calibrator, brier, choose_calibrator
 from forgeline.tasks.tabular.columns import (
     Column,
@@ -80,7 +81,7 @@ class TabularClassifier:
     """Rows in, event probability out: ``fit``, ``predict``, ``explain``, ``evaluate``."""
 
     name: ClassVar[str] = "tabular-classification"
-    input_type: ClassVar[Any] = dict[str, Any]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"predict", "explain"})
 
     def __init__(
         self,
@@ -212,31 +213,19 @@ class TabularClassifier:
         )
 
     def input_schema(self) -> dict[str, Any]:
-        properties: dict[str, Any] = {}
-        for column in self.settings.inputs:
-            if column.kind == "numeric":
-                properties[column.name] = {"type": ["number", "null"]}
-            elif column.kind == "boolean":
-                properties[column.name] = {"type": ["boolean", "string", "null"]}
-            else:
-                properties[column.name] = {"enum": [*column.categories, None]}
-        return {
-            "type": "object",
-            "properties": properties,
-            "required": list(properties),
-            "additionalProperties": False,
-        }
+        return schemas.input_schema(self.settings)
+
+    def prediction_schema(self) -> dict[str, Any]:
+        return schemas.prediction_schema(self.settings)
+
+    def explanation_schema(self) -> dict[str, Any]:
+        return schemas.explanation_schema(self.settings)
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
+        # The only text a row may hold is a category level seen in training, so there is no
+        # free text for max_input_chars to bound.
         for index, row in enumerate(inputs):
-            check_input_row(index, row, self.settings.inputs)
-            if max_input_chars is not None:
-                for name, value in row.items():
-                    if isinstance(value, str) and len(value) > max_input_chars:
-                        raise InputError(
-                            f"inputs[{index}].{name}: {len(value)} characters is over the limit "
-                            f"max_input_chars={max_input_chars}"
-                        )
+            check_input_row(index, row, self.settings.inputs, strict=True)
 
     def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
         names = [c.name for c in self.settings.inputs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.schema import BandConfig
 from forgeline.errors import InputError, NotSupportedError
-from forgeline.tasks.base import DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
 from forgeline.tasks.text_classification.fallback import apply_threshold
 from forgeline.tasks.text_classification.runtime import (
@@ -33,6 +34,10 @@ from forgeline.tasks.text_classification.runtime import (
 hf_logging.disable_progress_bar()
 
 TASK_FILE = "task.json"
+# A text needs one character outside this set. Spelled out (not `\s` or str.strip) so that the
+# server and the published schema's `pattern` agree: Python and JavaScript differ on `\s`.
+_BLANK = "\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_VISIBLE = f"[^{_BLANK}]"
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class TextClassifier:
     """Text in, one label out: ``fit``, ``predict``, ``evaluate``, ``save`` and ``load``."""
 
     name: ClassVar[str] = "text-classification"
-    input_type: ClassVar[Any] = str
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"predict"})
 
     def __init__(
         self,
@@ -159,13 +164,41 @@ class TextClassifier:
         )
 
     def input_schema(self) -> dict[str, Any]:
-        return {"type": "string", "minLength": 1, "description": "The text to classify."}
+        return {"type": "string", "pattern": _VISIBLE, "description": "The text to classify."}
+
+    def prediction_schema(self) -> dict[str, Any]:
+        probability = {"type": "number", "minimum": 0, "maximum": 1}
+        returned = [*self._labels]
+        if self.fallback is not None and self.fallback.label not in returned:
+            returned.append(self.fallback.label)
+        return {
+            "type": "object",
+            "properties": {
+                "label": {"enum": returned},
+                "score": {**probability, "description": "The probability of label."},
+                "fallback": {
+                    "type": "boolean",
+                    "description": "Whether the confidence threshold chose the label.",
+                },
+                "probabilities": {
+                    "type": "object",
+                    "properties": {label: probability for label in self._labels},
+                    "required": self._labels,
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["label", "score", "fallback", "probabilities"],
+            "additionalProperties": False,
+        }
+
+    def explanation_schema(self) -> dict[str, Any]:
+        raise NotSupportedError("text classifiers have no explanations yet")
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
         for index, text in enumerate(inputs):
             if not isinstance(text, str):
                 raise InputError(f"inputs[{index}]: expected a string, got {type(text).__name__}")
-            if not text.strip():
+            if not re.search(_VISIBLE, text):
                 raise InputError(f"inputs[{index}]: empty text")
             if max_input_chars is not None and len(text) > max_input_chars:
                 raise InputError(
