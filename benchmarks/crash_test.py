@@ -14,6 +14,12 @@
     python benchmarks/crash_test.py --database sqlite
     python benchmarks/crash_test.py --database postgresql   # the local PostgreSQL, own schema
 
+With ``--streams``, the same with streamed chat replies (the chat template), killed in the
+middle of streams: every stream the client received in full is billed exactly its reported
+tokens; every stream cut by the kill is billed, once its reservation's lease has run out, at
+least the tokens its client received (what it held: at most one block more); nothing is billed
+twice, and no reservation is left.
+
 Exits 1 if any record is lost or doubled.
 """
 
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,13 +179,138 @@ def run(database: str, requests: int, concurrency: int) -> bool:
     return ok
 
 
+@dataclass
+class Stream:
+    request_id: str | None = None
+    chunks: int = 0  # content chunks received: at least this many tokens
+    usage: dict[str, int] | None = None  # the final usage chunk: the stream was received whole
+
+
+async def stream_chat(http: httpx.AsyncClient, base: str, key: str, number: int) -> Stream:
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": f"Tell me about savings, part {number}."}],
+        "max_tokens": 64,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"stream-{number}"}
+    seen = Stream()
+    try:
+        async with http.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers=headers
+        ) as response:
+            if response.status_code != 200:
+                return seen
+            seen.request_id = response.headers["x-request-id"]
+            async for line in response.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line.removeprefix("data: "))
+                if chunk.get("usage"):
+                    seen.usage = chunk["usage"]
+                elif chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    seen.chunks += 1
+    except httpx.TransportError:
+        pass
+    return seen
+
+
+def records(url: str) -> tuple[dict[str, tuple[int, int]], list[str], int]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT request_id, input_tokens, output_tokens FROM usage_records")
+        ).all()
+        held = connection.execute(text("SELECT COUNT(*) FROM usage_reservations")).scalar()
+    engine.dispose()
+    return {r[0]: (r[1], r[2]) for r in rows}, [r[0] for r in rows], int(held or 0)
+
+
+def run_streams(database: str, requests: int, concurrency: int) -> bool:
+    lease = 3  # seconds: a killed server's streams are billed soon after the restart
+    with tempfile.TemporaryDirectory() as tmp, disposable_database(database, Path(tmp)) as url:
+        project = trained_example(Path(tmp), template="chat")
+        config = project / "forgeline.yaml"
+        text_config = config.read_text().replace(
+            "requests_per_second: 20", "requests_per_second: 5000"
+        )
+        config.write_text(
+            text_config.replace(
+                "  currency: USD\n", f"  currency: USD\n  ledger: {{lease_seconds: {lease}}}\n"
+            )
+        )
+        env = {"FORGELINE_DATABASE_URL": url}
+        key = forgeline(
+            "keys", "create", "--tenant", "crash", "--plan", "pro", cwd=project, env=env
+        )
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start_server(project, port, env)
+        wait_ready(base, server)
+        streams: dict[int, Stream] = {}
+
+        async def first_round() -> None:
+            queue = iter(range(requests))
+
+            async def worker(http: httpx.AsyncClient) -> None:
+                for number in queue:
+                    streams[number] = await stream_chat(http, base, key.strip(), number)
+                    whole = sum(1 for s in streams.values() if s.usage)
+                    if whole >= requests // 3 and server.poll() is None:
+                        os.kill(server.pid, signal.SIGKILL)
+
+            async with httpx.AsyncClient(timeout=60) as http:
+                await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+
+        asyncio.run(first_round())
+        if server.poll() is None:
+            raise SystemExit("the server was never killed: too few streams were answered")
+        server = start_server(project, port, env)
+        wait_ready(base, server)
+        deadline = time.monotonic() + 10 * lease
+        while records(url)[2] and time.monotonic() < deadline:
+            time.sleep(0.5)  # the restarted server bills the dead one's reservations
+        server.terminate()
+        server.wait()
+        billed, rows, held = records(url)
+
+    whole = {n: s for n, s in streams.items() if s.usage}
+    cut = {n: s for n, s in streams.items() if not s.usage and s.request_id}
+    exact = sum(
+        1
+        for s in whole.values()
+        if s.usage is not None
+        and billed.get(s.request_id or "")
+        == (s.usage["prompt_tokens"], s.usage["completion_tokens"])
+    )
+    covered = sum(1 for s in cut.values() if billed.get(s.request_id or "", (0, -1))[1] >= s.chunks)
+    doubled = len(rows) - len(set(rows))
+    print(
+        f"database {database}: {requests} streamed chat replies, {concurrency} at a time, "
+        f"kill -9 after {len(whole)} were received whole"
+    )
+    print(f"  received whole: {len(whole)}, billed exactly their reported tokens: {exact}")
+    print(
+        f"  cut by the kill: {len(cut)}, billed at least the tokens received: {covered} "
+        f"(billed {sum(billed.get(s.request_id or '', (0, 0))[1] for s in cut.values())} "
+        f"output tokens for {sum(s.chunks for s in cut.values())} chunks received)"
+    )
+    print(f"  ledger rows {len(rows)}, doubled {doubled}, reservations left {held}")
+    ok = exact == len(whole) and covered == len(cut) and doubled == 0 and held == 0
+    print("  PASS" if ok else "  FAIL")
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--requests", type=int, default=900)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--streams", action="store_true", help="Streamed chat replies.")
     args = parser.parse_args()
-    raise SystemExit(0 if run(args.database, args.requests, args.concurrency) else 1)
+    crash = run_streams if args.streams else run
+    raise SystemExit(0 if crash(args.database, args.requests, args.concurrency) else 1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ _SECRET_NAMES = frozenset(
 )
 _USERINFO_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
 _SECRET_PARAMETER = re.compile(
-    r"(?P<name>\b(?:" + "|".join(sorted(_SECRET_NAMES)) + r"))=[^&\s'\"]*", re.IGNORECASE
+    r"(?P<name>\b(?:" + "|".join(sorted(_SECRET_NAMES)) + r"))['\"]?\s*[=:]\s*"
+    r"(?:'[^']*'|\"[^\"]*\"|[^&\s'\",;)]*)",
+    re.IGNORECASE,
 )
 
 
@@ -25,15 +27,16 @@ def redact_url(url: str) -> str:
     """``url`` with its password (in the user-info part or a query parameter) masked."""
     try:
         parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        secret_query = any(name.lower() in _SECRET_NAMES for name, _ in pairs)
+        if parts.password is None and not secret_query:
+            return url  # untouched: rebuilding would drop the '//' of 'sqlite:///file.db'
         netloc = parts.netloc
         if parts.password is not None:
             host = netloc.rsplit("@", 1)[1]
             netloc = f"{parts.username or ''}:{MASK}@{host}"
         query = urlencode(
-            [
-                (name, MASK if name.lower() in _SECRET_NAMES else value)
-                for name, value in parse_qsl(parts.query, keep_blank_values=True)
-            ],
+            [(name, MASK if name.lower() in _SECRET_NAMES else value) for name, value in pairs],
             safe="*",
         )
         return urlunsplit(parts._replace(netloc=netloc, query=query))

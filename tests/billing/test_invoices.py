@@ -114,6 +114,8 @@ def test_pro_invoice_has_fee_included_and_overage_lines(db: Database) -> None:
         currency="EUR",
         units=100_999,
         calls=3,
+        input_tokens=0,
+        output_tokens=0,
         lines=[
             InvoiceLine("subscription", "plan 'pro', 2026-11", 1, 4900, 1, 4900),
             InvoiceLine("included", "units included in the plan (up to 100000)", 100_000, 0, 1, 0),
@@ -270,3 +272,33 @@ def test_csv_has_one_row_per_line_item(db: Database) -> None:
         ["meter", "payg", MONTH, "EUR", "usage", "units used", "1250", "200", "1000", "250"],
     ]
     assert invoices_csv([]) == ",".join(CSV_COLUMNS) + "\n"
+
+
+def test_a_plan_with_token_prices_bills_generated_tokens_at_them() -> None:
+    """Generation calls' tokens are billed per million at the plan's token prices, apart from
+    the units of other calls (which the plan's included units and overage cover)."""
+    plan = PlanConfig(
+        monthly_fee="10.00",
+        included_units=100,
+        overage_price="1.00",
+        overage_per=100,
+        input_token_price="0.20",
+        output_token_price="0.60",
+    )
+    lines = invoice_lines("chat", plan, "2026-11", 2_500_350, 1_500_000, 1_000_000)
+    assert lines == [
+        InvoiceLine("subscription", "plan 'chat', 2026-11", 1, 1000, 1, 1000),
+        InvoiceLine(
+            "input tokens", "input tokens of generation calls", 1_500_000, 20, 1_000_000, 30
+        ),
+        InvoiceLine(
+            "output tokens", "output tokens of generation calls", 1_000_000, 60, 1_000_000, 60
+        ),
+        InvoiceLine("included", "units included in the plan (up to 100)", 100, 0, 1, 0),
+        InvoiceLine("overage", "units beyond the 100 included", 250, 100, 100, 250),
+    ]
+
+
+def test_token_prices_come_in_pairs() -> None:
+    with pytest.raises(ValueError, match="give both input_token_price and output_token_price"):
+        PlanConfig(input_token_price="0.20")

@@ -265,7 +265,7 @@ def test_idempotency_is_scoped_to_the_tenant_not_the_key(db: Database) -> None:
     )
 
 
-def test_a_stalled_database_answers_within_the_deadline_and_bills_nothing_queued(
+def test_a_stalled_database_answers_within_the_deadline_and_bills_nothing_refused(
     db: Database,
 ) -> None:
     if not db.is_sqlite:
@@ -296,9 +296,9 @@ def test_a_stalled_database_answers_within_the_deadline_and_bills_nothing_queued
         blocker.rollback()
         blocker.close()
     ledger.close()
-    # The call whose commit had started is recorded once the lock is free (a retry with an
-    # Idempotency-Key would get its stored answer); the queued ones were dropped, never billed.
-    assert [r.request_id for r in _ledger_rows(db)] == [committing.request_id]
+    # Every call answered 503 was taken back before COMMIT: none of them is billed, neither
+    # the one whose statements were waiting for the lock nor those queued behind it.
+    assert _ledger_rows(db) == []
 
 
 def test_the_writer_survives_an_unexpected_error_and_restarts_if_it_dies(
@@ -334,3 +334,53 @@ def test_the_writer_survives_an_unexpected_error_and_restarts_if_it_dies(
     finally:
         ledger.close()
     assert len(_ledger_rows(db)) == 2
+
+
+def test_a_retry_in_the_same_batch_as_a_refused_call_is_refused_too(db: Database) -> None:
+    """Two calls with one Idempotency-Key in one batch: the second follows the first's fate.
+    When the first is over the cap, the second must not be 'replayed' a 200 nobody paid for."""
+    tenant = _tenant(db)
+    ledger = UsageLedger(db)
+    ledger.start()
+    try:
+        assert isinstance(_record_one(ledger, _usage(tenant, units=10, cap=10)), Recorded)
+        ledger._used.clear()  # as another server process, which has not seen that call
+        key = Idempotency("retry-1", "h")
+        first, twin = _usage(tenant, cap=10), _usage(tenant, cap=10)
+
+        async def main() -> list[object]:
+            return list(
+                await asyncio.gather(
+                    ledger.record(first, _response(first), key),
+                    ledger.record(twin, _response(twin), key),
+                    return_exceptions=True,
+                )
+            )
+
+        outcomes = asyncio.run(main())
+    finally:
+        ledger.close()
+    assert [type(o) for o in outcomes] == [OverQuota, OverQuota]
+    assert sum(r.units for r in _ledger_rows(db)) == 10
+
+
+def test_expired_responses_are_deleted_in_short_transactions(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import forgeline.billing.maintenance as maintenance
+
+    monkeypatch.setattr(maintenance, "CHUNK", 3)
+    from sqlalchemy import update
+
+    from forgeline.db.tables import IdempotentResponse
+
+    tenant = _tenant(db)
+    _run(db, [(_usage(tenant), Idempotency(f"k{i}", "h")) for i in range(8)])
+    with db.write() as session:
+        session.execute(
+            update(IdempotentResponse)
+            .where(IdempotentResponse.idempotency_key != "k7")
+            .values(created_at=NOW - IDEMPOTENCY_RETENTION - timedelta(hours=1))
+        )
+    assert UsageLedger(db).forget_idempotency_before(NOW - IDEMPOTENCY_RETENTION) == 7
+    assert _stored_count(db) == 1

@@ -51,6 +51,7 @@ def test_config_schema_is_json_schema(tmp_path: Path) -> None:
     assert set(schema["discriminator"]["mapping"]) == {
         "text-classification",
         "tabular-classification",
+        "chat",
     }
     text = schema["$defs"]["TextClassificationConfig"]
     assert {"name", "task", "data"} <= set(text["required"])

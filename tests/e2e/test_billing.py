@@ -173,3 +173,27 @@ def test_crash_test_loses_and_doubles_nothing(database: str) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "lost 0, doubled 0, unexplained 0" in result.stdout
+
+
+@pytest.mark.parametrize("database", database_urls())
+def test_crash_test_with_streams_bills_what_clients_received_once(database: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/crash_test.py",
+            "--streams",
+            "--database",
+            database,
+            "--requests",
+            "24",
+            "--concurrency",
+            "8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "doubled 0, reservations left 0" in result.stdout

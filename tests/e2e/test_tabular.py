@@ -66,7 +66,7 @@ def test_cli_predict_json_input(credit_project: Path) -> None:
 
 def test_server_predicts_explains_and_rejects_bad_fields(credit_project: Path) -> None:
     with running_server(credit_project) as base, api_client(credit_project) as api:
-        [info] = api.get(f"{base}/v1/models").json()
+        [info] = api.get(f"{base}/v1/models").json()["data"]
         schema = info["input_schema"]
         assert set(schema["required"]) == set(APPLICANT)
         assert schema["properties"]["home_ownership"]["enum"] == ["mortgage", "own", "rent", None]

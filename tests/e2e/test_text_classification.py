@@ -75,7 +75,7 @@ def test_predict_texts_and_files(trained_project: Path, tmp_path: Path) -> None:
 def test_server_over_http(trained_project: Path) -> None:
     with running_server(trained_project) as base, api_client(trained_project) as api:
         assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-        [model] = api.get(f"{base}/v1/models").json()
+        [model] = api.get(f"{base}/v1/models").json()["data"]
         assert model["name"] == "support"
 
         texts = ["I lost my debit card", "send 50 dollars to my mom", "tell me a joke"]

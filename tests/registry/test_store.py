@@ -6,6 +6,7 @@ import pytest
 from forgeline.errors import RegistryError
 from forgeline.registry import ModelRegistry
 from forgeline.registry.store import MANIFEST
+from forgeline.tasks.base import predictor
 from forgeline.tasks.text_classification import TextClassifier
 
 FINGERPRINT = {"sha256": "0" * 64, "files": {}}
@@ -76,7 +77,7 @@ def test_loaded_model_predicts_like_the_saved_one(
     registry: ModelRegistry, untrained_classifier: TextClassifier
 ) -> None:
     _publish(registry, untrained_classifier)
-    loaded = registry.load("demo").model
+    loaded = predictor(registry.load("demo").model)
     texts = ["where is my parcel", "refund please"]
     assert loaded.predict(texts) == untrained_classifier.predict(texts)
 

@@ -48,7 +48,10 @@ def test_health_and_models(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     # Anyone may ask /readyz: it gives a count, never model names.
     assert client.get("/readyz").json() == {"status": "ready", "models": 1}
-    [model] = client.get("/v1/models").json()
+    listing = client.get("/v1/models").json()
+    assert listing["object"] == "list"
+    [model] = listing["data"]
+    assert (model["id"], model["object"], model["owned_by"]) == ("demo", "model", "forgeline")
     assert model["name"] == "demo" and model["version"] == "v1"
     assert model["capabilities"] == ["predict"]
     assert model["labels"] == ["account", "refund", "shipping"]

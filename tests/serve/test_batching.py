@@ -115,3 +115,24 @@ def test_one_bad_input_fails_only_its_own_request() -> None:
     assert isinstance(results[5], ValueError)
     assert max(sizes) > 1  # they did share a batch
     assert batcher.queued == 0
+
+
+def test_a_bad_request_costs_a_few_extra_passes_not_one_per_request() -> None:
+    passes: list[int] = []
+
+    def fussy(inputs: list[Any]) -> list[dict[str, Any]]:
+        passes.append(len(inputs))
+        if "bad" in inputs:
+            raise ValueError("bad input")
+        return [{"echo": item} for item in inputs]
+
+    batcher = Batcher(fussy, BatchingConfig(max_batch_size=64, max_wait_ms=200))
+
+    async def main() -> list[object]:
+        calls = [batcher.submit([i]) for i in range(31)] + [batcher.submit(["bad"])]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(main())
+    assert results[:31] == [[{"echo": i}] for i in range(31)]
+    assert isinstance(results[31], ValueError)
+    assert len(passes) <= 1 + 2 * 5  # the batch, then two halves per level of 32

@@ -1,122 +1,290 @@
 """What one group commit of the usage ledger writes, inside one open transaction.
 
-Statements run in a fixed global order so that two server processes committing batches at the
-same time on PostgreSQL can never deadlock: first every Idempotency-Key claim, sorted by
-(tenant, key); then every hard-capped tenant's monthly counter, sorted by (tenant, month); then
-the records. Each transaction takes its row locks in that one order, so no two can wait on each
-other in a cycle. (SQLite serialises whole write transactions, so it cannot deadlock at all.)
+A batch holds operations of four kinds: :class:`Record` (a finished call), :class:`Reserve`
+(a generation call that starts), :class:`Extend` (it holds more tokens) and :class:`Settle`
+(it ended). Their statements run in a fixed global order, so that two server processes
+committing at the same time on PostgreSQL can never deadlock: first every Idempotency-Key row,
+sorted by (tenant, key); then every reservation row, sorted by request id; then every
+hard-capped tenant's monthly counter, sorted by (tenant, month); then the records. Each
+transaction takes its row locks in that one order, so no two wait on each other in a cycle.
+(SQLite serialises whole write transactions, so it cannot deadlock at all.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from forgeline.billing.idempotency import claim, finish_claim, release_claim
 from forgeline.billing.records import (
-    IDEMPOTENCY_RETENTION,
+    AlreadySettled,
+    Extended,
     Idempotency,
     IdempotencyConflict,
+    IdempotencyInProgress,
     Outcome,
     OverQuota,
     Recorded,
     Replayed,
+    Reserved,
+    Settled,
     StoredResponse,
     Usage,
 )
-from forgeline.db.tables import IdempotentResponse, UsageCounter, UsageRecord
+from forgeline.db.tables import UsageCounter, UsageRecord, UsageReservation
+from forgeline.db.upsert import insert_ignoring_conflict
 
 
 @dataclass(frozen=True)
-class Call:
-    """One call of a batch: its usage, its response and its Idempotency-Key, if any."""
+class Record:
+    """A finished call: record it (and store its response under its Idempotency-Key)."""
 
     usage: Usage
     response: StoredResponse
-    idempotency: Idempotency | None
+    idempotency: Idempotency | None = None
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """A generation call that starts: hold ``usage``'s tokens (for a hard-capped tenant, all
+    it may use) before its first byte is sent. Its Idempotency-Key is claimed as running."""
+
+    usage: Usage
+    lease_until: datetime
+    idempotency: Idempotency | None = None
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Hold ``output_tokens`` generated tokens in all for a running call."""
+
+    request_id: str
+    output_tokens: int
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class Settle:
+    """A generation call ended: record its real usage, release what it held beyond it, and
+    store its response under its Idempotency-Key. ``bill`` False releases everything: the
+    call was refused after all (its client got an error, not a reply)."""
+
+    usage: Usage
+    response: StoredResponse | None = None
+    idempotency: Idempotency | None = None
+    bill: bool = True
+
+
+Operation = Record | Reserve | Extend | Settle
+
+
+@dataclass
+class _Batch:
+    operations: list[Operation]
+    outcomes: dict[int, Outcome | Exception] = field(default_factory=dict)
+    held: dict[int, int] = field(default_factory=dict)
+    """Per settled call, the units its reservation had added to a hard cap's counter."""
+    followers: dict[int, int] = field(default_factory=dict)
+    """A call whose Idempotency-Key a call earlier in this batch claimed: it gets that call's
+    fate once it is known (replayed if answered, refused if refused)."""
+    counters: set[tuple[int, str]] = field(default_factory=set)
+
+    def pending(self, kinds: tuple[type, ...]) -> list[int]:
+        return [
+            i
+            for i, op in enumerate(self.operations)
+            if isinstance(op, kinds) and i not in self.outcomes and i not in self.followers
+        ]
 
 
 @dataclass(frozen=True)
 class BatchResult:
     outcomes: list[Outcome | Exception]
-    """One per call, in the batch's order; an exception fails only its own call."""
+    """One per operation, in the batch's order; an exception fails only its own call."""
     counters: set[tuple[int, str]]
     """The (tenant, month) counter rows this transaction made sure exist."""
 
 
 def apply_batch(
-    connection: Connection, calls: list[Call], known_counters: set[tuple[int, str]]
+    connection: Connection, operations: list[Operation], known_counters: set[tuple[int, str]]
 ) -> BatchResult:
-    """Write ``calls`` in the open transaction. ``known_counters`` are counter rows committed
-    earlier; the caller adds :attr:`BatchResult.counters` to them only once this commits."""
-    outcomes: dict[int, Outcome | Exception] = {}
-    claimed = sorted(
-        (i for i, call in enumerate(calls) if call.idempotency is not None),
-        key=lambda i: (calls[i].usage.tenant_id, _key(calls[i])),
-    )
-    for i in claimed:
-        earlier = _claim_idempotency_key(connection, calls[i])
-        if earlier is not None:
-            outcomes[i] = earlier
-    capped = sorted(
-        (i for i, call in enumerate(calls) if i not in outcomes and call.usage.cap is not None),
-        key=lambda i: (calls[i].usage.tenant_id, calls[i].usage.period),  # stable: arrival order
-    )
-    counters: set[tuple[int, str]] = set()
-    for i in capped:
-        usage = calls[i].usage
-        row = (usage.tenant_id, usage.period)
-        if row not in known_counters and row not in counters:
-            _ensure_counter(connection, *row)
-            counters.add(row)
-        outcome = _within_cap(connection, usage)
-        if isinstance(outcome, OverQuota) and calls[i].idempotency is not None:
-            _release_idempotency_key(connection, calls[i])
-        outcomes[i] = outcome
-    records = [
-        _record(call.usage)
-        for i, call in enumerate(calls)
-        if isinstance(outcomes.setdefault(i, Recorded(None)), Recorded)
+    """Write ``operations`` in the open transaction. ``known_counters`` are counter rows
+    committed earlier; the caller adds :attr:`BatchResult.counters` to them only once this
+    commits."""
+    batch = _Batch(operations)
+    _idempotency_phase(connection, batch)
+    _reservation_phase(connection, batch)
+    _counter_phase(connection, batch, known_counters)
+    _record_phase(connection, batch)
+    _resolve_followers(batch)
+    return BatchResult([batch.outcomes[i] for i in range(len(operations))], batch.counters)
+
+
+def _idempotency_phase(connection: Connection, batch: _Batch) -> None:
+    keyed = [
+        i
+        for i, op in enumerate(batch.operations)
+        if not isinstance(op, Extend) and op.idempotency is not None
     ]
+    claimed_here: dict[tuple[int, str], int] = {}
+    for i in sorted(keyed, key=lambda i: _key_of(batch.operations[i])):
+        op = batch.operations[i]
+        assert not isinstance(op, Extend) and op.idempotency is not None
+        if isinstance(op, Settle):
+            finish_claim(connection, op.usage, op.idempotency, op.response)
+            continue
+        scope = _key_of(op)
+        if scope in claimed_here:
+            batch.followers[i] = claimed_here[scope]
+            continue
+        running = isinstance(op, Reserve)
+        response = None if running else cast(Record, op).response
+        earlier = claim(connection, op.usage, op.idempotency, response)
+        if earlier is None:
+            claimed_here[scope] = i
+        else:
+            batch.outcomes[i] = earlier
+
+
+def _reservation_phase(connection: Connection, batch: _Batch) -> None:
+    ordered = sorted(
+        batch.pending((Reserve, Extend, Settle)), key=lambda i: _request_id(batch.operations[i])
+    )
+    for i in ordered:
+        op = batch.operations[i]
+        if isinstance(op, Reserve):
+            connection.execute(_INSERT_RESERVATION, _reservation(op))
+        elif isinstance(op, Extend):
+            found = connection.execute(
+                update(UsageReservation)
+                .where(UsageReservation.request_id == op.request_id)
+                .values(output_tokens=op.output_tokens, lease_until=op.lease_until)
+                .returning(UsageReservation.request_id)
+            ).first()
+            batch.outcomes[i] = Extended() if found is not None else AlreadySettled()
+        else:
+            held = connection.execute(
+                delete(UsageReservation)
+                .where(UsageReservation.request_id == op.usage.request_id)
+                .returning(UsageReservation.counted)
+            ).scalar()
+            if held is None:
+                batch.outcomes[i] = AlreadySettled()
+            else:
+                batch.held[i] = int(held)
+
+
+def _counter_phase(connection: Connection, batch: _Batch, known: set[tuple[int, str]]) -> None:
+    capped = [
+        i
+        for i in batch.pending((Record, Reserve, Settle))
+        if cast(Record | Reserve | Settle, batch.operations[i]).usage.cap is not None
+    ]
+    for i in sorted(capped, key=lambda i: _counter_of(batch.operations[i])):  # stable
+        op = cast(Record | Reserve | Settle, batch.operations[i])
+        row = _counter_of(op)
+        if row not in known and row not in batch.counters:
+            _ensure_counter(connection, *row)
+            batch.counters.add(row)
+        if isinstance(op, Settle):
+            unused = batch.held[i] - (op.usage.units if op.bill else 0)
+            batch.outcomes[i] = Settled(_add_to_counter(connection, op.usage, -unused))
+            continue
+        outcome = _within_cap(connection, op.usage)
+        if isinstance(outcome, OverQuota):
+            if isinstance(op, Reserve):
+                connection.execute(
+                    delete(UsageReservation).where(
+                        UsageReservation.request_id == op.usage.request_id
+                    )
+                )
+            if op.idempotency is not None:
+                release_claim(connection, op.usage, op.idempotency)
+            batch.outcomes[i] = outcome
+        elif isinstance(op, Reserve):
+            batch.outcomes[i] = Reserved(outcome.units_used)
+        else:
+            batch.outcomes[i] = outcome
+
+
+def _record_phase(connection: Connection, batch: _Batch) -> None:
+    records = []
+    for i, op in enumerate(batch.operations):
+        if i in batch.followers or isinstance(op, Extend):
+            continue
+        outcome = batch.outcomes.setdefault(i, _uncapped(op))
+        billed = not isinstance(op, Settle) or op.bill
+        if isinstance(outcome, Recorded | Settled) and billed:
+            records.append(record_of(op.usage))
     if records:
         connection.execute(_INSERT_RECORDS, records)
-    return BatchResult([outcomes[i] for i in range(len(calls))], counters)
 
 
-def stored_response(
-    connection: Connection, tenant_id: int, idempotency: Idempotency, now: datetime
-) -> StoredResponse | None:
-    """The response stored for this tenant's Idempotency-Key, unless it is past retention
-    (then the retry is a new call, whether or not the sweeper has deleted the row yet)."""
-    row = connection.execute(
-        select(
-            IdempotentResponse.request_hash,
-            IdempotentResponse.status,
-            IdempotentResponse.body,
-            IdempotentResponse.request_id,
-        ).where(
-            _idempotency_row(tenant_id, idempotency.key)
-            & (IdempotentResponse.created_at > now - IDEMPOTENCY_RETENTION)
-        )
-    ).first()
-    if row is None:
-        return None
-    if row.request_hash != idempotency.request_hash:
-        raise IdempotencyConflict(
-            f"Idempotency-Key '{idempotency.key}' was used for a different request"
-        )
-    return StoredResponse(row.status, row.body.encode(), row.request_id)
+def _uncapped(op: Operation) -> Outcome:
+    if isinstance(op, Reserve):
+        return Reserved(None)
+    if isinstance(op, Settle):
+        return Settled(None)
+    return Recorded(None)
 
 
-def _key(call: Call) -> str:
-    assert call.idempotency is not None
-    return call.idempotency.key
+def _resolve_followers(batch: _Batch) -> None:
+    for i, leader in batch.followers.items():
+        op, first = batch.operations[i], batch.operations[leader]
+        assert not isinstance(op, Extend | Settle) and not isinstance(first, Extend | Settle)
+        assert op.idempotency is not None and first.idempotency is not None
+        outcome = batch.outcomes[leader]
+        if op.idempotency.request_hash != first.idempotency.request_hash:
+            batch.outcomes[i] = IdempotencyConflict(
+                f"Idempotency-Key '{op.idempotency.key}' was used for a different request"
+            )
+        elif isinstance(outcome, OverQuota | Exception):
+            batch.outcomes[i] = outcome  # the same request: refused the same way
+        elif isinstance(first, Reserve):
+            batch.outcomes[i] = IdempotencyInProgress(
+                f"a request with Idempotency-Key '{op.idempotency.key}' is still running"
+            )
+        else:
+            batch.outcomes[i] = Replayed(first.response)
 
 
-def _record(usage: Usage) -> dict[str, Any]:
+def _key_of(op: Operation) -> tuple[int, str]:
+    assert not isinstance(op, Extend) and op.idempotency is not None
+    return (op.usage.tenant_id, op.idempotency.key)
+
+
+def _request_id(op: Operation) -> str:
+    return op.request_id if isinstance(op, Extend) else op.usage.request_id
+
+
+def _counter_of(op: Operation) -> tuple[int, str]:
+    assert not isinstance(op, Extend)
+    return (op.usage.tenant_id, op.usage.period)
+
+
+def _reservation(op: Reserve) -> dict[str, Any]:
+    usage = op.usage
+    return {
+        "request_id": usage.request_id,
+        "key_id": usage.key_id,
+        "tenant_id": usage.tenant_id,
+        "model": usage.model,
+        "action": usage.action,
+        "created_at": usage.at,
+        "period": usage.period,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "counted": usage.units if usage.cap is not None else 0,
+        "idempotency_key": op.idempotency.key if op.idempotency else None,
+        "lease_until": op.lease_until,
+    }
+
+
+def record_of(usage: Usage) -> dict[str, Any]:
+    """The usage record row of ``usage``."""
     return {
         "request_id": usage.request_id,
         "key_id": usage.key_id,
@@ -127,11 +295,14 @@ def _record(usage: Usage) -> dict[str, Any]:
         "created_at": usage.at,
         "period": usage.period,
         "day": usage.at.date(),
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
     }
 
 
+# Built once: a statement made per batch would have its cache key computed every time.
 _INSERT_RECORDS = insert(cast(Table, UsageRecord.__table__))
-"""Built once: a statement made per batch would have its cache key computed every time."""
+_INSERT_RESERVATION = insert(cast(Table, UsageReservation.__table__))
 
 
 def _counter(tenant_id: int, period: str) -> ColumnElement[bool]:
@@ -139,7 +310,17 @@ def _counter(tenant_id: int, period: str) -> ColumnElement[bool]:
 
 
 def _ensure_counter(connection: Connection, tenant_id: int, period: str) -> None:
-    _insert(connection, UsageCounter, tenant_id=tenant_id, period=period, units=0).first()
+    insert_ignoring_conflict(connection, UsageCounter, tenant_id=tenant_id, period=period, units=0)
+
+
+def _add_to_counter(connection: Connection, usage: Usage, units: int) -> int | None:
+    used = connection.execute(
+        update(UsageCounter)
+        .where(_counter(usage.tenant_id, usage.period))
+        .values(units=UsageCounter.units + units)
+        .returning(UsageCounter.units)
+    ).scalar()
+    return None if used is None else int(used)
 
 
 def _within_cap(connection: Connection, usage: Usage) -> Recorded | OverQuota:
@@ -166,64 +347,3 @@ def _within_cap(connection: Connection, usage: Usage) -> Recorded | OverQuota:
         _ensure_counter(connection, usage.tenant_id, usage.period)
         return _within_cap(connection, usage)
     return OverQuota(int(current), usage.cap)
-
-
-def _claim_idempotency_key(connection: Connection, call: Call) -> Replayed | Exception | None:
-    """Store this call's response under its Idempotency-Key, or, when an earlier request holds
-    the key, what the call is to answer instead. A row past retention is taken over."""
-    usage, idempotency = call.usage, call.idempotency
-    assert idempotency is not None
-    values = {
-        "tenant_id": usage.tenant_id,
-        "idempotency_key": idempotency.key,
-        "key_id": usage.key_id,
-        "request_hash": idempotency.request_hash,
-        "request_id": usage.request_id,
-        "status": call.response.status,
-        "body": call.response.body.decode(),
-        "created_at": usage.at,
-    }
-    expired = IdempotentResponse.created_at <= usage.at - IDEMPOTENCY_RETENTION
-    claimed = _insert(connection, IdempotentResponse, overwrite_where=expired, **values).first()
-    if claimed is not None:
-        return None
-    try:
-        earlier = stored_response(connection, usage.tenant_id, idempotency, usage.at)
-    except IdempotencyConflict as exc:
-        return exc  # returned, not raised: it fails this call, not the whole batch
-    assert earlier is not None
-    return Replayed(earlier)
-
-
-def _idempotency_row(tenant_id: int, key: str) -> ColumnElement[bool]:
-    return (IdempotentResponse.tenant_id == tenant_id) & (IdempotentResponse.idempotency_key == key)
-
-
-def _release_idempotency_key(connection: Connection, call: Call) -> None:
-    """A refused call is not a response to replay: let a retry try again."""
-    connection.execute(
-        delete(IdempotentResponse).where(_idempotency_row(call.usage.tenant_id, _key(call)))
-    )
-
-
-def _insert(
-    connection: Connection,
-    table: type[IdempotentResponse] | type[UsageCounter],
-    overwrite_where: ColumnElement[bool] | None = None,
-    **values: Any,
-) -> Any:
-    """Insert a row unless its key exists (then overwrite it where ``overwrite_where`` holds);
-    the result has a row when the row was written. A plain INSERT that fails would abort the
-    whole PostgreSQL transaction. RETURNING tells reliably whether the row went in; rowcount
-    after ON CONFLICT does not (psycopg reports 1 for a skipped row)."""
-    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    core_table = cast(Table, table.__table__)
-    statement = dialect_insert(core_table).values(**values)
-    keys = list(core_table.primary_key.columns)
-    if overwrite_where is None:
-        statement = statement.on_conflict_do_nothing()
-    else:
-        statement = statement.on_conflict_do_update(
-            index_elements=keys, set_=values, where=overwrite_where
-        )
-    return connection.execute(statement.returning(keys[0]))

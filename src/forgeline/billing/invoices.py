@@ -62,6 +62,8 @@ class Invoice:
     currency: str
     units: int  # all the tenant's units in the month, billed or not
     calls: int
+    input_tokens: int  # of generation calls (part of units)
+    output_tokens: int
     lines: list[InvoiceLine]
     total: int  # minor units
 
@@ -74,8 +76,21 @@ def half_up_divide(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
 
 
-def invoice_lines(plan_name: str, plan: PlanConfig, month: str, units: int) -> list[InvoiceLine]:
-    """The line items of one month of ``plan`` with ``units`` used."""
+TOKENS_PER_PRICE = 1_000_000
+"""Token prices are per million tokens."""
+
+
+def invoice_lines(
+    plan_name: str,
+    plan: PlanConfig,
+    month: str,
+    units: int,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+) -> list[InvoiceLine]:
+    """The line items of one month of ``plan`` with ``units`` used, of which ``input_tokens``
+    and ``output_tokens`` were generation calls' tokens. A plan with token prices bills those
+    tokens at them, and the rest of the units as units; a plan without, all as units."""
     lines: list[InvoiceLine] = []
     if plan.monthly_fee > 0:
         lines.append(
@@ -88,6 +103,18 @@ def invoice_lines(plan_name: str, plan: PlanConfig, month: str, units: int) -> l
                 plan.monthly_fee,
             )
         )
+    if plan.input_token_price is not None and plan.output_token_price is not None:
+        units -= input_tokens + output_tokens
+        for kind, tokens, price in (
+            ("input tokens", input_tokens, plan.input_token_price),
+            ("output tokens", output_tokens, plan.output_token_price),
+        ):
+            if tokens:
+                amount = half_up_divide(tokens * price, TOKENS_PER_PRICE)
+                description = f"{kind.split()[0]} tokens of generation calls"
+                lines.append(
+                    InvoiceLine(kind, description, tokens, price, TOKENS_PER_PRICE, amount)
+                )
     if plan.included_units > 0:
         included = min(units, plan.included_units)
         description = f"units included in the plan (up to {plan.included_units})"
@@ -118,6 +145,8 @@ def build_invoices(
             Tenant.plan,
             func.count(UsageRecord.id),
             func.coalesce(func.sum(UsageRecord.units), 0),
+            func.coalesce(func.sum(UsageRecord.input_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.output_tokens), 0),
         )
         .select_from(Tenant)
         # The month goes in the join, not a WHERE, so tenants without calls stay (with zeros).
@@ -130,23 +159,23 @@ def build_invoices(
         query = query.where(Tenant.name == tenant)
     with db.read() as session:
         totals = [
-            (name, plan, int(calls), int(units))
-            for name, plan, calls, units in session.execute(query)
+            (name, plan, int(calls), int(units), int(read), int(written))
+            for name, plan, calls, units, read, written in session.execute(query)
         ]
         if tenant is not None and not totals:
             find_tenant(session, tenant)  # raises, naming the tenants there are
 
     # Every tenant's plan must exist, with usage or not: skipping one would silently drop a fee.
-    missing = [f"tenant '{n}' is on plan '{p}'" for n, p, _, _ in totals if p not in billing.plans]
+    missing = [f"tenant '{t[0]}' is on plan '{t[1]}'" for t in totals if t[1] not in billing.plans]
     if missing:
         raise ForgelineError(f"{'; '.join(missing)}, which forgeline.yaml no longer defines")
 
     invoices = []
-    for name, plan_name, calls, units in sorted(totals):
+    for name, plan_name, calls, units, read, written in sorted(totals):
         plan = billing.plans[plan_name]
         if calls == 0 and plan.monthly_fee == 0:
             continue
-        lines = invoice_lines(plan_name, plan, month, units)
+        lines = invoice_lines(plan_name, plan, month, units, read, written)
         invoices.append(
             Invoice(
                 tenant=name,
@@ -155,6 +184,8 @@ def build_invoices(
                 currency=billing.currency,
                 units=units,
                 calls=calls,
+                input_tokens=read,
+                output_tokens=written,
                 lines=lines,
                 total=sum(line.amount for line in lines),
             )

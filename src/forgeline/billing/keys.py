@@ -14,6 +14,7 @@ import hmac
 import os
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -258,7 +259,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> KeyInfo:
         with self.db.write() as session:
-            key, owner = self._get(session, key_id)
+            key, owner = self._get(session, key_id, for_update=True)
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
             return _info(key, owner)
@@ -270,15 +271,17 @@ class KeyStore:
         if not timedelta(0) <= overlap <= MAX_KEY_LIFETIME:
             raise ApiKeyError(f"the overlap must be 0 to {MAX_KEY_LIFETIME.days} days")
         with self.db.write() as session:
-            old, owner = self._get(session, key_id)
+            old, owner = self._get(session, key_id, for_update=True)
             if old.revoked_at is not None:
                 raise KeyConflict(f"key {key_id} is revoked; create a new key instead")
+            if old.expires_at is not None and old.expires_at <= utcnow():
+                raise KeyConflict(f"key {key_id} has expired; create a new key instead")
             token, info = self._add(
                 session,
                 tenant=owner.name if owner else None,
                 plan=None,
                 models=old.models if ALL_MODELS not in old.models else None,
-                actions=old.actions or None,
+                actions=None if old.is_admin else old.actions,
                 admin=old.is_admin,
                 expires_at=old.expires_at,
                 replaces=old.id,
@@ -288,12 +291,19 @@ class KeyStore:
         return token, info
 
     @staticmethod
-    def _get(session: Session, key_id: str) -> tuple[ApiKey, Tenant | None]:
-        found = session.execute(
+    def _get(
+        session: Session, key_id: str, *, for_update: bool = False
+    ) -> tuple[ApiKey, Tenant | None]:
+        """The key and its tenant; ``for_update`` locks the key's row (PostgreSQL) so that a
+        rotation and a revocation of one key cannot interleave."""
+        query = (
             select(ApiKey, Tenant)
             .outerjoin(Tenant, ApiKey.tenant_id == Tenant.id)
             .where(ApiKey.id == key_id)
-        ).first()
+        )
+        if for_update:
+            query = query.with_for_update(of=ApiKey)
+        found = session.execute(query).first()
         if found is None:
             raise UnknownKey(f"no key with id '{key_id}' (see `forgeline keys list`)")
         return found[0], found[1]
@@ -352,21 +362,27 @@ class _Recent:
     def __init__(self, size: int) -> None:
         self.size = size
         self._entries: OrderedDict[str, tuple[float, str, Principal | None]] = OrderedDict()
+        # Lookups run in worker threads (off the event loop): an eviction there must not race
+        # a move_to_end here.
+        self._lock = threading.Lock()
 
     def get(self, key_id: str) -> tuple[float, str, Principal | None] | None:
-        entry = self._entries.get(key_id)
-        if entry is not None:
-            self._entries.move_to_end(key_id)
-        return entry
+        with self._lock:
+            entry = self._entries.get(key_id)
+            if entry is not None:
+                self._entries.move_to_end(key_id)
+            return entry
 
     def put(self, key_id: str, entry: tuple[float, str, Principal | None]) -> None:
-        self._entries[key_id] = entry
-        self._entries.move_to_end(key_id)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key_id] = entry
+            self._entries.move_to_end(key_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
     def pop(self, key_id: str) -> None:
-        self._entries.pop(key_id, None)
+        with self._lock:
+            self._entries.pop(key_id, None)
 
 
 class Authenticator:
@@ -427,6 +443,13 @@ class Authenticator:
         if principal.expires_at is not None and principal.expires_at <= utcnow():
             raise AuthError(401, "expired_key", f"key {key_id} expired at {principal.expires_at}Z")
         return principal
+
+    def knows(self, authorization: str | None) -> bool:
+        """Whether ``authorization`` names a key id this server has seen exist (however long
+        ago): a throttled address may still look such keys up, but not made-up ones."""
+        _, _, token = (authorization or "").partition(" ")
+        match = _TOKEN.fullmatch(token.strip())
+        return match is not None and self._known.get(match.group(1)) is not None
 
     def _cached(self, key_id: str) -> tuple[str, Principal | None] | None:
         cached = self._known.get(key_id) or self._unknown.get(key_id)

@@ -213,7 +213,7 @@ class RedisRateLimiter:
             reply = await self._script(
                 keys=[self._prefix + bucket], args=[repr(float(rate)), burst]
             )
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        except (redis.exceptions.RedisError, OSError) as exc:  # unreachable, OOM, READONLY...
             # The detail (with the URL, its password masked) is for the server log only.
             raise RateLimiterUnavailable(
                 f"cannot reach the rate-limit Redis at {self._url}: {hide_credentials(str(exc))}"

@@ -1,5 +1,5 @@
-"""What the usage ledger is given and what it answers: one billable call, its stored response,
-and the outcome of committing it."""
+"""What the usage ledger is given and what it answers: billable calls, the reservations of
+generation calls, their stored responses, and the outcome of committing each."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class Usage:
-    """One billable call, as the ledger records it."""
+    """One billable call, as the ledger records it. A generation call's units are its tokens:
+    ``input_tokens`` (the prompt) plus ``output_tokens`` (generated)."""
 
     request_id: str
     key_id: str
@@ -23,6 +24,8 @@ class Usage:
     at: datetime
     cap: int | None = None
     """The tenant's monthly unit cap (hard-capped plans), enforced at commit."""
+    input_tokens: int = 0
+    output_tokens: int = 0
 
     @property
     def period(self) -> str:
@@ -64,11 +67,39 @@ class OverQuota:
     cap: int
 
 
-Outcome = Recorded | Replayed | OverQuota
+@dataclass(frozen=True)
+class Reserved:
+    """A generation call's tokens are held; its first byte may be sent."""
+
+    units_used: int | None
+
+
+@dataclass(frozen=True)
+class Extended:
+    """More generated tokens are held for the call."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The call's real usage is recorded and its reservation released."""
+
+    units_used: int | None
+
+
+@dataclass(frozen=True)
+class AlreadySettled:
+    """The reservation had run out (this process looked dead) and was billed as held."""
+
+
+Outcome = Recorded | Replayed | OverQuota | Reserved | Extended | Settled | AlreadySettled
 
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before for a different request."""
+
+
+class IdempotencyInProgress(Exception):
+    """A request with this Idempotency-Key is still running; retry when it has ended."""
 
 
 class MeteringUnavailable(Exception):

@@ -21,7 +21,8 @@ from rich.table import Table as RichTable
 
 from forgeline import __version__
 from forgeline.cli.billing import billing_app, keys_app, usage
-from forgeline.cli.options import ConfigOption
+from forgeline.cli.generate import chat, generate
+from forgeline.cli.options import ConfigOption, VersionOption
 from forgeline.cli.output import (
     console,
     describe_prediction,
@@ -72,13 +73,11 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.command()(usage)
+app.command()(chat)
+app.command()(generate)
 
 
-VersionOption = Annotated[
-    str,
-    typer.Option("--model-version", "-m", help="Model version, e.g. v2 (default: latest)."),
-]
-TEMPLATES = ("text-classification", "tabular-classification")
+TEMPLATES = ("text-classification", "tabular-classification", "chat")
 
 
 @app.command()
@@ -128,11 +127,17 @@ def train(config: ConfigOption = None) -> None:
     data = task.prepare_data(project)
     for warning in data.warnings:
         warn(warning)
-    console.print(
-        f"Training {project.config.task} '{project.config.name}' on {len(data.train)} examples "
-        f"(validation {len(data.validation)}, test {len(data.test)}), "
-        f"base model {project.config.base}"
-    )
+    if len(data.train):
+        console.print(
+            f"Training {project.config.task} '{project.config.name}' on {len(data.train)} "
+            f"examples (validation {len(data.validation)}, test {len(data.test)}), "
+            f"base model {project.config.base}"
+        )
+    else:
+        console.print(
+            f"Registering {project.config.task} '{project.config.name}': base model "
+            f"{project.config.base} as it is (no training data)"
+        )
     model = task.fit(project, data, notify)
     version = ModelRegistry(project.registry_dir).publish(
         project.config.name,
@@ -141,7 +146,8 @@ def train(config: ConfigOption = None) -> None:
         data_fingerprint=data.fingerprint,
         base_model=project.config.base,
     )
-    console.print(metrics_table("Validation", metric_rows(model.training_metrics, ".4f")))
+    if model.training_metrics:
+        console.print(metrics_table("Validation", metric_rows(model.training_metrics, ".4f")))
     console.print(f"Registered {version.name} {version.version} at {version.path}")
 
 
@@ -230,6 +236,7 @@ def predict(
     from forgeline.data import read_table, write_table
     from forgeline.data.io import display_path
     from forgeline.registry import ModelRegistry
+    from forgeline.tasks.base import predictor
 
     if bool(inputs) == (file is not None):
         raise InputError("give inputs as arguments or a file with --file (one of the two)")
@@ -237,7 +244,7 @@ def predict(
         raise InputError(f"--output: no such directory '{output.parent}'")
     project = load_project(config, check_files=False)
     loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
-    model = loaded.model
+    model = predictor(loaded.model)
     source = read_table(file).frame if file is not None else None
     if source is not None:
         items = model.inputs_from_table(source, display_path(file) if file else "")

@@ -11,3 +11,8 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help=f"Project config (default: ./{PROJECT_FILE})."),
 ]
+
+VersionOption = Annotated[
+    str,
+    typer.Option("--model-version", "-m", help="Model version, e.g. v2 (default: latest)."),
+]

@@ -42,7 +42,13 @@ class Project:
         return self.resolve(self.config.registry)
 
     def data_files(self) -> dict[str, Path]:
-        return {field: self.resolve(p) for field, p in self.config.data.files().items()}
+        """The data files by config field, resolved against the project directory."""
+        return {field: self.resolve(p) for field, p in self.written_data_files().items()}
+
+    def written_data_files(self) -> dict[str, Path]:
+        """The data files by config field, as written in the config."""
+        data = self.config.data
+        return data.files() if data is not None else {}
 
 
 def find_project_file(config: Path | None = None) -> Path:
@@ -127,7 +133,7 @@ def load_project(config: Path | None = None, *, check_files: bool = True) -> Pro
     project = Project(config=parse_config(raw, path), root=path.parent.resolve(), config_file=path)
     if check_files:
         for field, file in project.data_files().items():
-            shown = project.config.data.files()[field]
+            shown = project.written_data_files()[field]
             if not file.is_file():
                 raise ConfigError(f"{path}: data.{field}: no such file '{shown}'")
             if file.suffix.lower() not in SUPPORTED_SUFFIXES:

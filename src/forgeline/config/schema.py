@@ -15,16 +15,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from forgeline.config.sections import NAME_PATTERN, Section
-from forgeline.config.service import BillingConfig, DatabaseConfig, RedisConfig, ServeConfig
-
-
-class SplitConfig(Section):
-    """How to carve validation and test sets out of ``data.train`` when they are not given."""
-
-    validation: float = Field(0.1, gt=0, lt=0.5, description="Fraction held out for validation.")
-    test: float = Field(0.1, gt=0, lt=0.5, description="Fraction held out for the final test.")
-    seed: int = Field(42, description="Seed of the stratified split.")
+from forgeline.config.chat import ChatConfig
+from forgeline.config.project import ProjectBase, SplitConfig
+from forgeline.config.sections import Section
 
 
 class BandConfig(Section):
@@ -155,24 +148,6 @@ class FallbackConfig(Section):
         return self
 
 
-class _ProjectBase(Section):
-    name: str = Field(
-        pattern=NAME_PATTERN,
-        description="Model name in the registry and in URLs (lowercase, digits, . _ -).",
-    )
-    serve: ServeConfig = ServeConfig()
-    registry: Path = Field(Path("models"), description="Directory of the model registry.")
-    billing: BillingConfig = BillingConfig()
-    database: DatabaseConfig = DatabaseConfig()
-    redis: RedisConfig = RedisConfig()
-    fairness_max_difference: float = Field(
-        0.1,
-        ge=0,
-        le=1,
-        description="Warn when a between-group difference (e.g. demographic parity) exceeds this.",
-    )
-
-
 class CompressConfig(Section):
     """`forgeline compress`: ONNX export and int8 quantization, each checked before use."""
 
@@ -188,7 +163,7 @@ class CompressConfig(Section):
     per_channel: bool = Field(True, description="Quantize weights per output channel.")
 
 
-class TextClassificationConfig(_ProjectBase):
+class TextClassificationConfig(ProjectBase):
     """Fine-tune a pretrained text encoder to put one label on each text."""
 
     task: Literal["text-classification"]
@@ -256,7 +231,7 @@ class DecisionConfig(Section):
         return self
 
 
-class TabularClassificationConfig(_ProjectBase):
+class TabularClassificationConfig(ProjectBase):
     """Score rows of a table for the chance of an event (e.g. credit default)."""
 
     task: Literal["tabular-classification"]
@@ -270,7 +245,7 @@ class TabularClassificationConfig(_ProjectBase):
         return self.model.kind
 
 
-AnyTaskConfig = TextClassificationConfig | TabularClassificationConfig
+AnyTaskConfig = TextClassificationConfig | TabularClassificationConfig | ChatConfig
 """A Forgeline project: one model, its data, how to train it and how to serve it."""
 
 PROJECT_CONFIG: TypeAdapter[AnyTaskConfig] = TypeAdapter(

@@ -4,9 +4,9 @@ keys and usage, and Redis."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from forgeline.config.sections import Section, is_name
 
@@ -95,6 +95,17 @@ class PlanConfig(Section):
         0, description='Price of overage_per units beyond the included ones, e.g. "0.50".'
     )
     overage_per: int = Field(1000, ge=1, description="How many units overage_price buys.")
+    input_token_price: Price | None = Field(
+        None,
+        description=(
+            'Price of a million prompt tokens of generation calls, e.g. "0.20". With token '
+            "prices set, generated calls are billed by their tokens at these prices instead of "
+            "as units (they still count toward a hard cap)."
+        ),
+    )
+    output_token_price: Price | None = Field(
+        None, description='Price of a million generated tokens, e.g. "0.60".'
+    )
     hard_cap: bool = Field(
         False,
         description="Refuse calls beyond included_units for the month (402) instead of billing.",
@@ -108,6 +119,21 @@ class PlanConfig(Section):
     @classmethod
     def _price(cls, value: Any) -> int:
         return _to_minor_units(value)
+
+    @field_validator("input_token_price", "output_token_price", mode="before")
+    @classmethod
+    def _token_price(cls, value: Any) -> int | None:
+        return None if value is None else _to_minor_units(value)
+
+    @model_validator(mode="after")
+    def _both_token_prices(self) -> Self:
+        if (self.input_token_price is None) != (self.output_token_price is None):
+            raise ValueError("give both input_token_price and output_token_price, or neither")
+        return self
+
+    @property
+    def prices_tokens(self) -> bool:
+        return self.input_token_price is not None
 
     @property
     def bucket_size(self) -> int:
@@ -129,6 +155,15 @@ class LedgerConfig(Section):
     )
     max_pending: int = Field(
         10_000, ge=1, description="Calls waiting to be recorded at most; beyond it, 503."
+    )
+    lease_seconds: float = Field(
+        60,
+        ge=1,
+        le=3600,
+        description=(
+            "A streamed generation call renews the hold on its tokens this often (a third "
+            "of it); one whose server died is billed for what it held once this has passed."
+        ),
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from forgeline.config.schema import SplitConfig
+from forgeline.config.project import SplitConfig
 
 
 def stratified_split(

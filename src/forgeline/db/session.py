@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from forgeline.config.service import DatabaseConfig
+from forgeline.credentials import redact_url
 from forgeline.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,7 +38,7 @@ def database_url(configured: str, root: Path) -> str:
     try:
         url = make_url(raw)
     except ArgumentError:
-        raise ConfigError(f"database.url: not a database URL: '{raw}'") from None
+        raise ConfigError(f"database.url: not a database URL: '{redact_url(raw)}'") from None
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database)
         if not path.is_absolute():
@@ -89,7 +90,7 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact_url(make_url(self.url).render_as_string(hide_password=True))
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -59,6 +59,39 @@ class UsageRecord(Base):
     created_at: Mapped[datetime]
     period: Mapped[str] = mapped_column(String(7))  # YYYY-MM, the billing month
     day: Mapped[date]
+    # Generation calls: their units are these tokens (prompt, and generated), priced apart
+    # by plans with token prices. Zero for other calls.
+    input_tokens: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=0, server_default="0"
+    )
+    output_tokens: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=0, server_default="0"
+    )
+
+
+class UsageReservation(Base):
+    """Tokens a generation call holds while it runs: committed before its first byte is sent,
+    raised before more tokens are sent, and turned into its usage record when it ends. One
+    whose process died (its lease ran out) is billed for everything it held, since the client
+    may have received all of it (see :mod:`forgeline.billing.ledger`)."""
+
+    __tablename__ = "usage_reservations"
+    __table_args__ = (Index("ix_usage_reservations_lease_until", "lease_until"),)
+
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    model: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    period: Mapped[str] = mapped_column(String(7))
+    input_tokens: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    output_tokens: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    """Generated tokens held: the most the client may have received."""
+    counted: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    """Units added to a hard-capped tenant's counter (0 without a cap)."""
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime]
 
 
 class UsageCounter(Base):
@@ -75,7 +108,8 @@ class UsageCounter(Base):
 class IdempotentResponse(Base):
     """The first response to a request sent with an ``Idempotency-Key``, replayed to retries.
     Keys are scoped to the tenant (not the API key), so a retry sent with a rotated key during
-    the overlap is replayed rather than billed again."""
+    the overlap is replayed rather than billed again. ``status`` 0 marks a generation call
+    still running (its response is not known yet)."""
 
     __tablename__ = "idempotent_responses"
     __table_args__ = (Index("ix_idempotent_responses_created_at", "created_at"),)

@@ -38,7 +38,7 @@ from forgeline.serve.routing import api_route
 
 
 def admin_router(gateway: Gateway) -> APIRouter:
-    body = create_key_schema(sorted(gateway.billing.plans))
+    body = create_key_schema()
 
     def admin(request: Request) -> None:
         if not request.state.principal.is_admin:

@@ -110,12 +110,14 @@ class CreateKey(BaseModel):
         return self
 
 
-def create_key_schema(plans: list[str]) -> dict[str, Any]:
-    """The JSON Schema of :class:`CreateKey` as this server takes it: the plans it defines, and
-    the rule that a key is either a customer's (with a tenant) or an admin's."""
+def create_key_schema(plans: list[str] | None = None) -> dict[str, Any]:
+    """The JSON Schema of :class:`CreateKey`: a key is either a customer's (with a tenant) or an
+    admin's; with ``plans``, the plan is one of them (shown to admins only: plan names are
+    not for the public document)."""
     schema = CreateKey.model_json_schema()
-    plan: dict[str, Any] = {"enum": plans} if plans else {"not": {}}
-    schema["properties"]["plan"] = {"anyOf": [plan, {"type": "null"}], "description": "The plan"}
+    if plans is not None:
+        plan: dict[str, Any] = {"enum": plans} if plans else {"not": {}}
+        schema["properties"]["plan"] = {"anyOf": [plan, {"type": "null"}]}
     absent = {"type": "null"}
     schema["oneOf"] = [
         {

@@ -2,6 +2,7 @@
 
 * :mod:`~forgeline.serve.health`: ``/healthz``, ``/readyz``, ``/metrics``;
 * :mod:`~forgeline.serve.predict`: ``/v1/models``, predict and explain;
+* :mod:`~forgeline.serve.openai`: OpenAI's chat completions and completions;
 * :mod:`~forgeline.serve.admin`: keys, usage and invoices under ``/admin/v1`` (with auth on).
 
 Models load in a background thread (:class:`~forgeline.serve.store.ModelStore`). With a
@@ -23,11 +24,13 @@ from forgeline import __version__
 from forgeline.config.service import ServeConfig
 from forgeline.registry import ModelRegistry
 from forgeline.serve.admin import admin_router
+from forgeline.serve.admin_schemas import create_key_schema
 from forgeline.serve.errors import install_error_handlers
 from forgeline.serve.gateway import Gateway
 from forgeline.serve.health import health_router
 from forgeline.serve.limits import BodySizeLimit
 from forgeline.serve.metrics import ServerMetrics
+from forgeline.serve.openai import openai_router
 from forgeline.serve.openapi import generic_document, typed_document
 from forgeline.serve.predict import AUTH_RESPONSES, ServedModels, models_router
 from forgeline.serve.request_id import RequestId
@@ -55,6 +58,7 @@ def create_app(
         if access is not None:
             access.start()
         yield
+        store.close()
         if access is not None:
             await access.close()
 
@@ -70,6 +74,7 @@ def create_app(
     public_metrics = access is None or settings.metrics == "public"
     app.include_router(health_router(store, metrics, access, public_metrics))
     app.include_router(models_router(served, access))
+    app.include_router(openai_router(served, access))
     app.include_router(_openapi_router(app, served, access))
     if access is not None:
         app.include_router(admin_router(access))
@@ -110,6 +115,10 @@ def _openapi_router(app: FastAPI, served: ServedModels, gateway: Gateway | None)
             served.settings.limits,
             visible,
         )
+        if gateway is not None and principal is not None and principal.is_admin:
+            # An admin may see the plans a new tenant can be put on.
+            create = document["paths"]["/admin/v1/keys"]["post"]["requestBody"]["content"]
+            create["application/json"]["schema"] = create_key_schema(sorted(gateway.billing.plans))
         return JSONResponse(document)
 
     return router

@@ -7,8 +7,9 @@ new requests are refused at once (the server answers 503 with Retry-After) inste
 in memory.
 
 Requests from different callers share a batch, so one caller's input must never fail another's
-request: when a batch fails, each request in it is run again on its own, and only the requests
-that fail alone get the error.
+request: when a batch fails, it is split in halves and each half run again, down to the single
+requests that fail on their own, which alone get the error. One bad request among n costs about
+2 log2(n) extra passes, so sending bad inputs cannot turn everyone's batches into single runs.
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ class Batcher:
                 if len(jobs) == 1:
                     _fail(jobs[0], exc)
                 else:
-                    for job in jobs:
-                        await self._run_alone(job)
+                    middle = len(jobs) // 2
+                    await self._run_split(jobs[:middle])
+                    await self._run_split(jobs[middle:])
                 continue
             offset = 0
             for job in jobs:
@@ -101,19 +103,50 @@ class Batcher:
                     job.future.set_result(results[offset : offset + len(job.inputs)])
                 offset += len(job.inputs)
 
-    async def _run_alone(self, job: _Job) -> None:
-        if job.future.done():
+    async def _run_split(self, jobs: list[_Job]) -> None:
+        """Run ``jobs`` as one batch; if it fails, split it until the failures are alone."""
+        jobs = [job for job in jobs if not job.future.done()]
+        if not jobs:
             return
+        batch = [item for job in jobs for item in job.inputs]
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self.predict, list(job.inputs))
-        except Exception as exc:  # this request's own inputs fail: only it learns of it
-            _fail(job, exc)
+            results = await loop.run_in_executor(self._executor, self.predict, batch)
+        except Exception as exc:
+            if len(jobs) == 1:
+                _fail(jobs[0], exc)
+                return
+            middle = len(jobs) // 2
+            await self._run_split(jobs[:middle])
+            await self._run_split(jobs[middle:])
             return
-        if not job.future.done():
-            job.future.set_result(results)
+        offset = 0
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(results[offset : offset + len(job.inputs)])
+            offset += len(job.inputs)
 
 
 def _fail(job: _Job, exc: Exception) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
+
+
+class Lane:
+    """Heavy work that is not batched (explanations) on a thread of its own, with at most
+    ``max_queue`` calls waiting: it cannot take the threads that key lookups and the ledger's
+    reads run on, and a flood of it is refused (503) instead of piling up."""
+
+    def __init__(self, max_queue: int) -> None:
+        self.max_queue = max_queue
+        self.queued = 0
+        self._executor = ThreadPoolExecutor(max_workers=1)
+
+    async def run(self, work: Callable[[Sequence[Any]], Any], inputs: Sequence[Any]) -> Any:
+        if self.queued >= self.max_queue:
+            raise Overloaded(self.queued, self.max_queue)
+        self.queued += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work, inputs)
+        finally:
+            self.queued -= 1

@@ -1,5 +1,7 @@
-"""The server's one error shape, ``{"error": {"code", "message"}}``, the exception behind it, and
-the handlers that turn every failure into it.
+"""The server's one error shape, the exception behind it, and the handlers that turn every
+failure into it: ``{"error": {"code", "message", "type", "param"}}``, OpenAI's error body, so
+that the official client libraries read Forgeline's errors on every route (``type`` says the
+kind of error, ``param`` the request field at fault, or null).
 
 What a client reads is written for the client: a mistake of theirs says what is wrong and where;
 a failure of ours (a bug, an unreachable database or Redis, a model that would not load) says
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,17 +23,41 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 log = logging.getLogger("forgeline.serve")
+OPENAI_TAG = "openai"
+"""The tag of the OpenAI-compatible routes, whose validation errors are 400s."""
 
 
-def error_body(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+ERROR_TYPES = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+}
+
+
+def error_type(status: int) -> str:
+    """OpenAI's name for the kind of error a status is."""
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def error_body(status: int, code: str, message: str, param: str | None = None) -> bytes:
+    error = {"code": code, "message": message, "type": error_type(status), "param": param}
+    return json.dumps({"error": error}).encode()
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> Response:
     return Response(
-        error_body(code, message),
+        error_body(status, code, message, param),
         status_code=status,
         headers=headers,
         media_type="application/json",
@@ -41,10 +68,16 @@ class ApiError(Exception):
     """Raised anywhere in a request to answer with ``status`` and the error shape."""
 
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.param = param
 
 
 def request_id(request: Request) -> str:
@@ -64,7 +97,7 @@ def unavailable(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -78,7 +111,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail), headers or None)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_: Request, exc: RequestValidationError) -> Response:
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         if errors and errors[0]["type"] == "json_invalid":
             position = errors[0]["loc"][-1]
@@ -86,15 +119,24 @@ def install_error_handlers(app: FastAPI) -> None:
                 400, "invalid_json", f"request body is not valid JSON (at character {position})"
             )
         problems = []
+        fields = []
         for item in errors:
             where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
+            fields.append(where)
             problems.append(f"{where}: {item['msg']}")
-        return error_response(422, "invalid_request", "; ".join(problems))
+        # OpenAI's routes answer an invalid parameter with 400, as OpenAI does; Forgeline's
+        # own routes with 422.
+        route = request.scope.get("route")
+        status = 400 if OPENAI_TAG in getattr(route, "tags", ()) else 422
+        return error_response(status, "invalid_request", "; ".join(problems), param=fields[0])
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:
         rid = request_id(request)
-        log.error("request %s failed", rid, exc_info=exc)
+        # Where it failed, but not the exception's message: it may quote request content
+        # (an input value in a KeyError), which must not reach the log.
+        where = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("request %s failed: %s (message withheld)\n%s", rid, type(exc).__name__, where)
         # This handler runs outside every middleware, so it sets the request id header itself.
         return error_response(
             500,

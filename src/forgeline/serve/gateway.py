@@ -1,78 +1,37 @@
-"""What stands between a customer and a model: key, scope, rate limit, quota, and the meter.
+"""What stands between a customer and a model: key, scope and rate limit.
 
 The route class (:mod:`forgeline.serve.routing`) admits the key with :meth:`Gateway.admit_key`
 before the body is read: 401 for a bad key, 429 over the plan's rate limit. Each /v1 route then
-asks for a :class:`Call` (a FastAPI dependency) for its model and action (403 outside the key's
-scope) and answers through :meth:`Call.respond`. With ``serve.auth`` on the call is a
-:class:`MeteredCall`, whose response is sent only once its usage record is committed; with auth
-off an :class:`OpenCall` just runs. Routes never branch on which.
+asks for its call (:meth:`Gateway.admit`, 403 outside the key's scope), which meters it (see
+:mod:`forgeline.serve.metering`).
 
-Failed authentications are throttled per client address, so guessing keys (each well-formed
-guess costs a database lookup) is limited to a trickle.
+Failed authentications are throttled per client address (IPv6 by /64 network), so guessing
+keys (each well-formed guess costs a database lookup) is limited to a trickle. A throttled
+address is refused only keys this server has not seen exist: valid keys behind a shared address
+(a proxy, a NAT) keep working.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import ipaddress
 import math
-import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from fastapi import Request
-from fastapi.responses import Response
-from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from forgeline.billing.keys import Authenticator, AuthError, KeyStore, Principal, utcnow
+from forgeline.billing.keys import Authenticator, AuthError, KeyStore, Principal
 from forgeline.billing.ledger import UsageLedger
 from forgeline.billing.ratelimit import RateLimiter, RateLimiterUnavailable, rate_limiter
-from forgeline.billing.records import (
-    Idempotency,
-    IdempotencyConflict,
-    MeteringUnavailable,
-    OverQuota,
-    Recorded,
-    StoredResponse,
-    Usage,
-)
 from forgeline.config.service import BillingConfig, FailedAuthLimit, PlanConfig
 from forgeline.db import Database
 from forgeline.serve.errors import ApiError, unavailable
-from forgeline.serve.openapi import IDEMPOTENCY_KEY_PATTERN
+from forgeline.serve.metering import MeteredCall
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 ADMIN_RATE = PlanConfig(requests_per_second=20, burst=40)
 """Admin keys are rate-limited too: a leaked admin key must not become a free flood."""
 _MAX_BLOCKED_ADDRESSES = 100_000
-
-
-class Call(Protocol):
-    def may_use(self, model: str) -> bool: ...
-
-    async def respond(
-        self, run: Callable[[], Awaitable[BaseModel]], *, units: int, request: BaseModel
-    ) -> Response: ...
-
-
-def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
-
-
-class OpenCall:
-    """``serve.auth: false``: anyone may call, nothing is metered."""
-
-    def may_use(self, model: str) -> bool:
-        return True
-
-    async def respond(
-        self, run: Callable[[], Awaitable[BaseModel]], *, units: int, request: BaseModel
-    ) -> Response:
-        return _json((await run()).model_dump_json().encode())
 
 
 class Gateway:
@@ -92,11 +51,15 @@ class Gateway:
         self.auth = Authenticator(self.keys)
         self.limiter: RateLimiter = rate_limiter(redis_url)
         self.ledger = UsageLedger(
-            db, timeout=billing.ledger.timeout_seconds, max_pending=billing.ledger.max_pending
+            db,
+            timeout=billing.ledger.timeout_seconds,
+            max_pending=billing.ledger.max_pending,
+            lease=billing.ledger.lease_seconds,
         )
         # Client addresses refused for too many failed authentications, until a time: checked
         # before any lookup, so a blocked address costs neither the database nor Redis.
         self._blocked: dict[str, float] = {}
+        self._prune_blocked_at = _MAX_BLOCKED_ADDRESSES
 
     def start(self) -> None:
         self.ledger.start()
@@ -106,15 +69,17 @@ class Gateway:
         await self.limiter.close()
 
     async def authenticate(self, request: Request) -> Principal:
-        address = request.client.host if request.client else "unknown"
+        address = _client_network(request)
+        authorization = request.headers.get("authorization")
         now = time.monotonic()
         blocked_until = self._blocked.get(address)
         if blocked_until is not None:
-            if blocked_until > now:
+            if blocked_until <= now:
+                del self._blocked[address]
+            elif not self.auth.knows(authorization):
                 raise self._too_many_failures(blocked_until - now)
-            del self._blocked[address]
         try:
-            return await self.auth.authenticate(request.headers.get("authorization"))
+            return await self.auth.authenticate(authorization)
         except SQLAlchemyError as exc:
             raise unavailable(
                 request,
@@ -135,9 +100,11 @@ class Gateway:
         )
         if not decision:
             return
-        if len(self._blocked) >= _MAX_BLOCKED_ADDRESSES:
+        if len(self._blocked) >= self._prune_blocked_at:
+            # Amortised: the next pruning waits until the map has doubled again.
             now = time.monotonic()
             self._blocked = {a: t for a, t in self._blocked.items() if t > now}
+            self._prune_blocked_at = max(_MAX_BLOCKED_ADDRESSES, 2 * len(self._blocked))
         self._blocked[address] = time.monotonic() + decision
         raise self._too_many_failures(decision)
 
@@ -195,7 +162,7 @@ class Gateway:
         except AuthError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
         return MeteredCall(
-            self, principal, self._plan(principal), request, model or "", action or ""
+            self.ledger, principal, self._plan(principal), request, model or "", action or ""
         )
 
     def _plan(self, principal: Principal) -> PlanConfig:
@@ -210,105 +177,15 @@ class Gateway:
         return plan
 
 
-@dataclass
-class MeteredCall:
-    gateway: Gateway
-    principal: Principal
-    plan: PlanConfig
-    request: Request
-    model: str
-    action: str
-
-    def may_use(self, model: str) -> bool:
-        return self.principal.may_use(model)
-
-    async def respond(
-        self, run: Callable[[], Awaitable[BaseModel]], *, units: int, request: BaseModel
-    ) -> Response:
-        ledger = self.gateway.ledger
-        assert self.principal.tenant_id is not None
-        idempotency = self._idempotency(request)
-        if idempotency is not None:
-            try:
-                stored = await asyncio.to_thread(
-                    ledger.replay, self.principal.tenant_id, idempotency
-                )
-            except IdempotencyConflict as exc:
-                raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-            except SQLAlchemyError as exc:
-                raise unavailable(
-                    self.request,
-                    "metering_unavailable",
-                    "the call cannot be metered; retry shortly",
-                    str(exc),
-                ) from None
-            if stored is not None:
-                return _replay(stored)
-        usage = Usage(
-            request_id=self.request.state.request_id,
-            key_id=self.principal.key_id,
-            tenant_id=self.principal.tenant_id,
-            model=self.model,
-            action=self.action,
-            units=units,
-            at=utcnow(),
-            cap=self.plan.included_units if self.plan.hard_cap else None,
-        )
-        refused = ledger.over_quota(usage)
-        if refused is not None:
-            raise self._over_quota(refused, units)
-        body = (await run()).model_dump_json().encode()
-        try:
-            outcome = await ledger.record(
-                usage, StoredResponse(200, body, usage.request_id), idempotency
-            )
-        except MeteringUnavailable as exc:
-            raise unavailable(
-                self.request,
-                "metering_unavailable",
-                "the call could not be recorded for billing, so it was not answered or "
-                "billed; retry shortly",
-                str(exc),
-            ) from None
-        except IdempotencyConflict as exc:
-            raise ApiError(422, "idempotency_key_reused", str(exc)) from None
-        if isinstance(outcome, OverQuota):
-            raise self._over_quota(outcome, units)
-        if isinstance(outcome, Recorded):
-            headers = {}
-            if usage.cap is not None and outcome.units_used is not None:
-                headers["X-Quota-Remaining"] = str(max(0, usage.cap - outcome.units_used))
-            return _json(body, headers=headers)
-        return _replay(outcome.response)
-
-    def _idempotency(self, request: BaseModel) -> Idempotency | None:
-        key = self.request.headers.get(IDEMPOTENCY_HEADER)
-        if key is None:
-            return None
-        if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
-            raise ApiError(
-                400,
-                "invalid_idempotency_key",
-                f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible ASCII characters",
-            )
-        canonical = json.dumps(
-            [self.action, self.model, request.model_dump(mode="json")], sort_keys=True
-        )
-        return Idempotency(key, hashlib.sha256(canonical.encode()).hexdigest())
-
-    def _over_quota(self, refused: OverQuota, units: int) -> ApiError:
-        return ApiError(
-            402,
-            "quota_exceeded",
-            f"monthly quota of plan '{self.principal.plan}' is {refused.cap} units; "
-            f"{refused.used} are used and this call needs {units}",
-            {"X-Quota-Remaining": str(max(0, refused.cap - refused.used))},
-        )
-
-
-def _replay(stored: StoredResponse) -> Response:
-    return _json(
-        stored.body,
-        stored.status,
-        {"X-Request-Id": stored.request_id, "Idempotent-Replayed": "true"},
-    )
+def _client_network(request: Request) -> str:
+    """Who failed to authenticate: the client's address, or its /64 network for IPv6 (one
+    subscriber gets a whole /64, so single IPv6 addresses would not limit anyone). Behind a
+    proxy this is the proxy, unless uvicorn trusts it (``--forwarded-allow-ips``)."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host

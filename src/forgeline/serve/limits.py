@@ -29,6 +29,7 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         body = error_body(
+            413,
             "body_too_large",
             f"request body is over the limit max_body_bytes={self.max_body_bytes}",
         )

@@ -19,4 +19,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     for handler in config["handlers"].values():
         handler["filters"] = ["credentials"]
     config["loggers"]["forgeline"] = {"handlers": ["default"], "level": level, "propagate": False}
+    # Every other library's warnings too (SQLAlchemy's pool, asyncio, drivers), through the
+    # same masking handler rather than Python's unfiltered fallback.
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config

@@ -23,14 +23,20 @@ from fastapi.openapi.utils import get_openapi
 
 from forgeline.config.service import LimitsConfig
 from forgeline.registry import LoadedModel
+from forgeline.tasks.base import predictor
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "error": {
             "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+            },
+            "required": ["code", "message", "type", "param"],
         }
     },
     "required": ["error"],
@@ -92,9 +98,9 @@ def typed_document(
         if template is None:
             continue
         for name, loaded in sorted(models.items()):
-            model = loaded.model
-            if action not in model.capabilities or not visible(name):
+            if action not in loaded.model.capabilities or not visible(name):
                 continue
+            model = predictor(loaded.model)
             operation = copy.deepcopy(template["post"])
             operation["operationId"] = f"{action}_{re.sub(r'[^0-9a-zA-Z]', '_', name)}"
             operation["summary"] = f"{action.capitalize()} with {name} ({model.name})"

@@ -8,9 +8,9 @@ the model's ``check_inputs``.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,12 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from forgeline.config.service import ServeConfig
 from forgeline.errors import InputError, NotSupportedError
 from forgeline.registry import LoadedModel
-from forgeline.serve.batching import Batcher, Overloaded
+from forgeline.serve.batching import Batcher, Lane, Overloaded
 from forgeline.serve.errors import ApiError
-from forgeline.serve.gateway import Call, Gateway, OpenCall
+from forgeline.serve.gateway import Gateway
+from forgeline.serve.metering import Call, OpenCall
 from forgeline.serve.metrics import ServerMetrics
 from forgeline.serve.routing import api_route
 from forgeline.serve.store import ModelStore
+from forgeline.tasks.base import Generator, Predictor, generator, predictor
 
 
 class PredictRequest(BaseModel):
@@ -52,13 +54,27 @@ class ExplainResponse(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    """A served model, in OpenAI's shape (``id``, ``object``, ``created``, ``owned_by``) with
+    Forgeline's own fields beside it."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="When the version was registered (Unix time).")
+    owned_by: str = "forgeline"
     name: str
     version: str
     task: str
     capabilities: list[str]
     labels: list[str]
     created_at: str
-    input_schema: dict[str, Any] = Field(description="JSON Schema of one item of `inputs`.")
+    input_schema: dict[str, Any] | None = Field(
+        description="JSON Schema of one item of `inputs` (null: the model does not predict)."
+    )
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]
 
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -85,6 +101,7 @@ class ServedModels:
         self.settings = settings
         self.metrics = metrics
         self._batchers: dict[str, Batcher] = {}
+        self._lanes: dict[str, Lane] = {}
 
     def require_ready(self) -> None:
         if not self.store.ready.is_set():
@@ -98,19 +115,53 @@ class ServedModels:
             raise ApiError(404, "unknown_model", f"no model named '{name}' is served here")
         return self.store.models[name]
 
-    def batcher(self, name: str, loaded: LoadedModel) -> Batcher:
+    def predictor(self, name: str) -> tuple[LoadedModel, Predictor]:
+        """The named model, if it predicts: 404 otherwise."""
+        loaded = self.get(name)
+        if "predict" not in loaded.model.capabilities:
+            raise ApiError(
+                404,
+                "unsupported_action",
+                f"model '{name}' ({loaded.model.name}) does not predict; it can: "
+                f"{', '.join(sorted(loaded.model.capabilities))}",
+            )
+        return loaded, predictor(loaded.model)
+
+    def generator(self, name: str) -> Generator:
+        """The named model, if it generates text: 404 otherwise (OpenAI's model_not_found)."""
+        self.require_ready()
+        loaded = self.store.models.get(name)
+        if loaded is None or "generate" not in loaded.model.capabilities:
+            raise ApiError(
+                404,
+                "model_not_found",
+                f"the model '{name}' does not exist or does not generate text",
+                param="model",
+            )
+        model = generator(loaded.model)
+        self.metrics.watch_engine(name, model)
+        return model
+
+    def batcher(self, name: str, model: Predictor) -> Batcher:
         if name not in self._batchers:
             self._batchers[name] = Batcher(
-                predict=loaded.model.predict,
+                predict=model.predict,
                 settings=self.settings.models.get(name, self.settings.batching),
                 on_batch=self.metrics.batch_size.labels(name).observe,
                 on_queue=self.metrics.queue_depth.labels(name).set,
             )
         return self._batchers[name]
 
-    def checked(self, name: str, request: PredictRequest) -> LoadedModel:
+    def lane(self, name: str) -> Lane:
+        if name not in self._lanes:
+            self._lanes[name] = Lane(
+                self.settings.models.get(name, self.settings.batching).max_queue
+            )
+        return self._lanes[name]
+
+    def checked(self, name: str, request: PredictRequest) -> tuple[LoadedModel, Predictor]:
         """The named model, once the request is within limits and its inputs are valid."""
-        loaded = self.get(name)
+        loaded, model = self.predictor(name)
         limits = self.settings.limits
         if len(request.inputs) > limits.max_inputs_per_request:
             raise ApiError(
@@ -120,10 +171,10 @@ class ServedModels:
                 f"max_inputs_per_request={limits.max_inputs_per_request}",
             )
         try:
-            loaded.model.check_inputs(request.inputs, limits.max_input_chars)
+            model.check_inputs(request.inputs, limits.max_input_chars)
         except InputError as exc:
             raise ApiError(422, "invalid_input", str(exc)) from None
-        return loaded
+        return loaded, model
 
 
 def models_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
@@ -140,22 +191,32 @@ def models_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
 
     any_call, predict_call, explain_call = admitted(None), admitted("predict"), admitted("explain")
 
-    @router.get("/models", response_model=list[ModelInfo], responses=AUTH_RESPONSES)
-    def list_models(call: Call = any_call) -> list[ModelInfo]:
+    @router.get("/models", response_model=ModelList, responses=AUTH_RESPONSES)
+    def list_models(call: Call = any_call) -> ModelList:
         served.require_ready()
-        return [
-            ModelInfo(
-                name=name,
-                version=loaded.version.version,
-                task=loaded.version.manifest["task"],
-                capabilities=sorted(loaded.model.capabilities),
-                labels=loaded.model.labels,
-                created_at=loaded.version.manifest["created_at"],
-                input_schema=loaded.model.input_schema(),
-            )
-            for name, loaded in sorted(served.store.models.items())
-            if call.may_use(name)
-        ]
+        return ModelList(
+            data=[
+                ModelInfo(
+                    id=name,
+                    created=int(
+                        datetime.fromisoformat(loaded.version.manifest["created_at"]).timestamp()
+                    ),
+                    name=name,
+                    version=loaded.version.version,
+                    task=loaded.version.manifest["task"],
+                    capabilities=sorted(loaded.model.capabilities),
+                    labels=loaded.model.labels,
+                    created_at=loaded.version.manifest["created_at"],
+                    input_schema=(
+                        predictor(loaded.model).input_schema()
+                        if "predict" in loaded.model.capabilities
+                        else None
+                    ),
+                )
+                for name, loaded in sorted(served.store.models.items())
+                if call.may_use(name)
+            ]
+        )
 
     @router.post("/models/{name}/predict", response_model=PredictResponse, responses=CALL_RESPONSES)
     async def predict(name: str, request: PredictRequest, call: Call = predict_call) -> Response:
@@ -163,11 +224,11 @@ def models_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
         model_label = name if name in served.store.models else "unknown"
         status = 500
         try:
-            loaded = served.checked(name, request)
+            loaded, model = served.checked(name, request)
 
             async def run() -> PredictResponse:
                 try:
-                    predictions = await served.batcher(name, loaded).submit(request.inputs)
+                    predictions = await served.batcher(name, model).submit(request.inputs)
                 except Overloaded as exc:
                     raise ApiError(
                         503,
@@ -195,18 +256,23 @@ def models_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
         responses={**CALL_RESPONSES, 501: {"description": "The model's task has no explanations"}},
     )
     async def explain(name: str, request: PredictRequest, call: Call = explain_call) -> Response:
-        loaded = served.checked(name, request)
-        if "explain" not in loaded.model.capabilities:
+        loaded, model = served.checked(name, request)
+        if "explain" not in model.capabilities:
             raise ApiError(
-                501, "not_supported", f"model '{name}' ({loaded.model.name}) has no explanations"
+                501, "not_supported", f"model '{name}' ({model.name}) has no explanations"
             )
 
         async def run() -> ExplainResponse:
             try:
-                # Attributions are heavy and not batched: off the event loop.
-                explanations = await asyncio.to_thread(loaded.model.explain, request.inputs)
+                # Attributions are heavy and not batched: off the event loop, in a lane of
+                # their own.
+                explanations = await served.lane(name).run(model.explain, request.inputs)
             except NotSupportedError as exc:
                 raise ApiError(501, "not_supported", str(exc)) from None
+            except Overloaded as exc:
+                raise ApiError(
+                    503, "overloaded", f"server busy: {exc}; retry shortly", {"Retry-After": "1"}
+                ) from None
             return ExplainResponse(
                 model=name, version=loaded.version.version, explanations=explanations
             )

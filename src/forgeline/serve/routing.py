@@ -3,9 +3,10 @@
 FastAPI reads and parses the body before it resolves a route's dependencies, so a check made
 in a dependency comes after that work. With a :class:`~forgeline.serve.gateway.Gateway`, the
 key is checked and rate-limited here instead, from the headers alone: a request without a valid
-key costs no body parsing, and gets 401 whatever its body holds. Then the body is refused if it
-holds text that is not valid Unicode (a JSON escape of a lone surrogate such as ``"\\ud800"``),
-which no tokenizer or database can take: a 422 naming where, for every route at once.
+key costs no body parsing, and gets 401 whatever its body holds. Then the body's text is
+checked, for every route at once: it must be UTF-8 (RFC 8259; the JSON parser would otherwise
+guess UTF-16 or let encoded surrogates through), and hold no lone surrogate escape such as
+``"\\ud800"``, which no tokenizer or database can take (422, naming where).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from forgeline.serve.errors import ApiError
 if TYPE_CHECKING:
     from forgeline.serve.gateway import Gateway
 
-# A lone surrogate can only arrive as an escape: as raw bytes it is invalid UTF-8, which the
-# JSON parser already refuses. Bodies without such an escape (nearly all) skip the walk.
+# Once a body is known to be strict UTF-8 (which refuses encoded surrogates), a lone surrogate
+# can only arrive as an escape. Bodies without such an escape (nearly all) skip the walk.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
@@ -49,13 +50,23 @@ def api_route(gateway: Gateway | None) -> type[APIRoute]:
 
 async def _refuse_invalid_unicode(request: Request) -> None:
     body = await request.body()  # cached on the request: the route reads it from there
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "invalid_encoding", f"the request body is not UTF-8 (byte {exc.start})"
+        ) from None
+    if b"\x00" in body:  # JSON never holds a raw NUL; UTF-16 text is full of them
+        raise ApiError(400, "invalid_encoding", "the request body is not UTF-8 JSON")
     if not _SURROGATE_ESCAPE.search(body):
         return
     try:
         parsed = json.loads(body)
+        where = invalid_text_location(parsed)
     except ValueError:
         return  # the route answers 400 for malformed JSON
-    where = invalid_text_location(parsed)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body is nested too deeply") from None
     if where is not None:
         raise ApiError(
             422,

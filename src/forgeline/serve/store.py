@@ -8,6 +8,7 @@ import logging
 import threading
 
 from forgeline.registry import LoadedModel, ModelRegistry
+from forgeline.tasks.base import generator
 
 log = logging.getLogger("forgeline.serve")
 
@@ -26,6 +27,8 @@ class ModelStore:
         try:
             for name in self.names or self.registry.names():
                 loaded = self.registry.load(name)
+                if "generate" in loaded.model.capabilities:
+                    generator(loaded.model).engine()  # start it now, not on the first call
                 self.models[name] = loaded
                 log.info("loaded model %s %s", name, loaded.version.version)
             # Models and libraries live as long as the process: moving them out of the garbage
@@ -39,6 +42,12 @@ class ModelStore:
             # loading failed.
             log.exception("cannot load models")
             self.failed.set()
+
+    def close(self) -> None:
+        """Stop the engines of generation models (their decode threads and native memory)."""
+        for loaded in self.models.values():
+            if "generate" in loaded.model.capabilities:
+                generator(loaded.model).close()
 
     @property
     def status(self) -> str:

@@ -10,11 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, cast
 
 import pandas as pd
 
 from forgeline.config.load import Project
+from forgeline.errors import NotSupportedError
+
+if TYPE_CHECKING:
+    from forgeline.config.chat import EngineConfig, GenerationConfig
+    from forgeline.tasks.chat.engine import GenerationEngine
+    from forgeline.tasks.chat.prompting import ChatMessage
 
 Prediction = dict[str, Any]
 """One prediction as JSON-ready data; the keys depend on the task."""
@@ -22,7 +28,7 @@ Prediction = dict[str, Any]
 Notify = Callable[[str], None]
 """Where a task sends progress notices and data warnings meant for the user."""
 
-Capability = Literal["predict", "explain"]
+Capability = Literal["predict", "explain", "generate"]
 """What a task's models can be asked over the API; the server mounts routes by capability."""
 
 
@@ -58,7 +64,10 @@ class Evaluation:
 
 
 class Task(Protocol):
-    """A model of one kind: fit, predict, evaluate, save and load."""
+    """A model of one kind: fit, evaluate, save and load. What else it offers is said by
+    ``capabilities``, each with a protocol of its own (:class:`Predictor`, :class:`Generator`);
+    the CLI and the server ask for one with :func:`predictor` or :func:`generator`, never by
+    task name."""
 
     name: ClassVar[str]
     """The ``task:`` value in the config."""
@@ -78,7 +87,7 @@ class Task(Protocol):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        """Load a model saved by :meth:`save` (safetensors and JSON only, never pickle)."""
+        """Load a model saved by :meth:`save` (safetensors, GGUF and JSON, never pickle)."""
         ...
 
     def save(self, directory: Path) -> None: ...
@@ -89,7 +98,25 @@ class Task(Protocol):
         ...
 
     @property
-    def labels(self) -> list[str]: ...
+    def labels(self) -> list[str]:
+        """The labels a classifier returns (empty for tasks without labels)."""
+        ...
+
+    def compress(
+        self, project: Project, data: DataSplits, notify: Notify
+    ) -> tuple[Self, dict[str, Any]]:
+        """A smaller, faster model checked against this one on ``data.validation``, and a
+        report (sizes, latencies, metric change). Raises NotSupportedError where there is
+        nothing to compress, CompressionRefused when a check fails."""
+        ...
+
+    def evaluate(self, data: pd.DataFrame) -> Evaluation:
+        """Measure the model on held-out data (normally the test split)."""
+        ...
+
+
+class Predictor(Task, Protocol):
+    """A task whose models ``predict`` (and perhaps ``explain``) a batch of inputs."""
 
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
         """Predict a batch; inputs are already validated by :meth:`check_inputs`."""
@@ -103,12 +130,9 @@ class Task(Protocol):
         """JSON Schema of one prediction, published by the server (a typed client reads it)."""
         ...
 
-    def explanation_schema(self) -> dict[str, Any]:
-        """JSON Schema of one explanation; only asked of tasks that can ``explain``."""
-        ...
-
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
-        """Raise :class:`forgeline.errors.InputError` naming the first bad input."""
+        """Raise :class:`forgeline.errors.InputError` naming the first bad input. What it
+        accepts must be exactly what :meth:`input_schema` publishes."""
         ...
 
     def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
@@ -119,19 +143,62 @@ class Task(Protocol):
         """Turn one command-line argument into a prediction input."""
         ...
 
-    def compress(
-        self, project: Project, data: DataSplits, notify: Notify
-    ) -> tuple[Self, dict[str, Any]]:
-        """A smaller, faster model checked against this one on ``data.validation``, and a
-        report (sizes, latencies, metric change). Raises NotSupportedError where there is
-        nothing to compress, CompressionRefused when a check fails."""
-        ...
-
     def explain(self, inputs: Sequence[Any]) -> list[dict[str, Any]]:
-        """Per input, how much each feature pushed the prediction; raises
-        :class:`forgeline.errors.NotSupportedError` where a task has no explanations yet."""
+        """Per input, how much each feature pushed the prediction; only asked of tasks that
+        can ``explain``."""
         ...
 
-    def evaluate(self, data: pd.DataFrame) -> Evaluation:
-        """Measure the model on labelled data (normally the held-out test split)."""
+    def explanation_schema(self) -> dict[str, Any]:
+        """JSON Schema of one explanation; only asked of tasks that can ``explain``."""
         ...
+
+
+class Generator(Task, Protocol):
+    """A task whose models generate text: a chat model served by a generation engine."""
+
+    @property
+    def system_prompt(self) -> str | None:
+        """Said to the model before a conversation that brings no system message."""
+        ...
+
+    @property
+    def generation(self) -> GenerationConfig:
+        """The defaults of every request."""
+        ...
+
+    @property
+    def engine_settings(self) -> EngineConfig:
+        """How the engine is sized: context per sequence, parallel sequences, threads."""
+        ...
+
+    def engine(self) -> GenerationEngine:
+        """This process's engine for the model, started on first use (one per process: two
+        llama.cpp users in one process slow each other down)."""
+        ...
+
+    def with_system_prompt(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """``messages`` with the model's system prompt first, unless they bring their own."""
+        ...
+
+    def close(self) -> None:
+        """Stop the engine, if it was started."""
+        ...
+
+
+def predictor(model: Task) -> Predictor:
+    """``model`` as a :class:`Predictor`, or an error saying it cannot predict."""
+    if "predict" not in model.capabilities:
+        raise NotSupportedError(
+            f"{model.name} models do not predict; they can: {', '.join(sorted(model.capabilities))}"
+        )
+    return cast(Predictor, model)
+
+
+def generator(model: Task) -> Generator:
+    """``model`` as a :class:`Generator`, or an error saying it cannot generate."""
+    if "generate" not in model.capabilities:
+        raise NotSupportedError(
+            f"{model.name} models do not generate text; they can: "
+            f"{', '.join(sorted(model.capabilities))}"
+        )
+    return cast(Generator, model)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from forgeline.errors import ConfigError
 from forgeline.tasks.base import Task
+from forgeline.tasks.chat import ChatModel
 from forgeline.tasks.tabular import TabularClassifier
 from forgeline.tasks.text_classification import TextClassifier
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (TextClassifier, TabularClassifier)}
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (TextClassifier, TabularClassifier, ChatModel)
+}
 
 
 def get_task(name: str) -> type[Task]:

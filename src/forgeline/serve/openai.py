@@ -1,0 +1,459 @@
+"""OpenAI-compatible generation: ``POST /v1/chat/completions`` and ``POST /v1/completions``.
+
+Every client library that speaks OpenAI's API works against these routes unchanged: plain and
+streamed replies (server-sent events in OpenAI's chunk format, ending ``data: [DONE]``),
+``n`` choices, ``stop``, ``seed``, ``stream_options.include_usage`` and ``response_format``
+(JSON, or JSON following a schema, enforced by a grammar while decoding).
+
+A streamed reply is produced by a task of its own, which hands chunks to the response: if the
+client goes away, the response stops reading and the generation is cancelled (the engine drops
+it at its next step), but the task still settles the call's metering with the tokens produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from forgeline.errors import InputError
+from forgeline.serve.errors import OPENAI_TAG, ApiError
+from forgeline.serve.gateway import Gateway
+from forgeline.serve.metering import (
+    AnsweredMeanwhile,
+    Call,
+    Meter,
+    MeteringLost,
+    OpenCall,
+    json_response,
+    replay_response,
+)
+from forgeline.serve.metrics import ServerMetrics
+from forgeline.serve.openai_schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    FinishReason,
+    JsonObjectFormat,
+    JsonSchemaResponseFormat,
+    Usage,
+)
+from forgeline.serve.predict import ServedModels
+from forgeline.serve.routing import api_route
+from forgeline.tasks.base import Generator
+from forgeline.tasks.chat.prompting import json_grammar
+from forgeline.tasks.chat.request import (
+    ContextLengthExceeded,
+    EngineClosed,
+    EngineOverloaded,
+    Finished,
+    GenerationRequest,
+    TextChunk,
+)
+from forgeline.tasks.chat.stream import GenerationStream
+
+log = logging.getLogger("forgeline.serve")
+GenerationBody = ChatCompletionRequest | CompletionRequest
+_RESPONSES: dict[int | str, dict[str, str]] = {
+    400: {"description": "Invalid or unsupported parameter, or the prompt does not fit"},
+    401: {"description": "No API key, or an invalid one"},
+    402: {"description": "A hard-capped plan's quota is used up"},
+    403: {"description": "The key may not generate with this model"},
+    404: {"description": "No such chat model"},
+    409: {"description": "A request with this Idempotency-Key is still running"},
+    413: {"description": "Request body over max_body_bytes"},
+    422: {"description": "The Idempotency-Key was used for another request"},
+    429: {"description": "Over the plan's rate limit (Retry-After)"},
+    503: {"description": "Not ready, overloaded, or metering unavailable (Retry-After)"},
+}
+
+
+@dataclass
+class _Choice:
+    index: int
+    stream: GenerationStream
+    parts: list[str] = field(default_factory=list)
+    tokens: int = 0
+    finished: Finished | None = None
+
+
+class _Generation:
+    """The ``n`` choices of one request, run together on the engine."""
+
+    def __init__(self, model: Generator, body: GenerationBody, prompt: list[int]) -> None:
+        self.model = model
+        self.prompt = prompt
+        engine = model.engine()
+        defaults = model.generation
+        grammar = None
+        if isinstance(body, ChatCompletionRequest):
+            response_format = body.response_format
+            if isinstance(response_format, JsonSchemaResponseFormat):
+                grammar = _grammar_of(response_format.json_schema.schema_)
+            elif isinstance(response_format, JsonObjectFormat):
+                grammar = json_grammar()
+        self.max_tokens = body.reply_limit or defaults.max_tokens
+        self.choices: list[_Choice] = []
+        try:
+            for index in range(body.n):
+                request = GenerationRequest(
+                    prompt,
+                    max_tokens=self.max_tokens,
+                    temperature=defaults.temperature
+                    if body.temperature is None
+                    else body.temperature,
+                    top_p=defaults.top_p if body.top_p is None else body.top_p,
+                    seed=None if body.seed is None else body.seed + index,
+                    stop=body.stops or defaults.stop,
+                    grammar=grammar,
+                )
+                self.choices.append(_Choice(index, engine.submit(request)))
+        except BaseException:
+            self.cancel()
+            raise
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.tokens for choice in self.choices)
+
+    def cancel(self) -> None:
+        for choice in self.choices:
+            choice.stream.cancel()
+
+    async def events(self) -> AsyncIterator[tuple[_Choice, TextChunk | Finished]]:
+        """Every choice's events as they come, merged."""
+        queue: asyncio.Queue[tuple[_Choice, TextChunk | Finished] | BaseException | None]
+        queue = asyncio.Queue()
+
+        async def pump(choice: _Choice) -> None:
+            try:
+                async for event in choice.stream:
+                    await queue.put((choice, event))
+            except BaseException as exc:  # the engine closed or failed: end the request
+                await queue.put(exc)
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(choice)) for choice in self.choices]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                item = await queue.get()
+                if item is None:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    choice, event = item
+                    if isinstance(event, TextChunk):
+                        choice.parts.append(event.text)
+                        choice.tokens = event.completion_tokens
+                    else:
+                        choice.tokens = event.completion_tokens
+                        choice.finished = event
+                    yield item
+        finally:
+            self.cancel()
+            for task in tasks:
+                task.cancel()
+
+    def finish_reason(self, choice: _Choice) -> FinishReason:
+        finished = choice.finished
+        return "stop" if finished is not None and finished.finish_reason == "stop" else "length"
+
+    def usage(self) -> Usage:
+        completion = self.completion_tokens
+        return Usage(
+            prompt_tokens=len(self.prompt),
+            completion_tokens=completion,
+            total_tokens=len(self.prompt) + completion,
+        )
+
+
+def _grammar_of(schema: dict[str, object]) -> str:
+    """The grammar of a response_format's JSON Schema. The converter (llama.cpp's port) takes a
+    subset of JSON Schema and fails in various ways outside it: a 400 naming the parameter."""
+    try:
+        return json_grammar(schema)
+    except Exception as exc:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"response_format.json_schema: this JSON Schema cannot be enforced ({exc!r:.200})",
+            param="response_format",
+        ) from None
+
+
+def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=[OPENAI_TAG], route_class=api_route(gateway))
+    metrics = served.metrics
+
+    def call_for(request: Request, model: str) -> Call:
+        return OpenCall() if gateway is None else gateway.admit(request, model, "generate")
+
+    @router.post(
+        "/chat/completions",
+        response_model=ChatCompletion,
+        responses={**_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+        summary="Reply to a conversation (OpenAI's chat completions)",
+    )
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        return await _serve(request, body)
+
+    @router.post(
+        "/completions",
+        response_model=Completion,
+        responses={**_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+        summary="Continue a prompt (OpenAI's legacy completions)",
+    )
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        return await _serve(request, body)
+
+    async def _serve(request: Request, body: GenerationBody) -> Response:
+        started = time.perf_counter()
+        endpoint = "chat" if isinstance(body, ChatCompletionRequest) else "completions"
+        model = served.generator(body.model)
+        call = call_for(request, body.model)
+        replayed = await call.replay(body)
+        if replayed is not None:
+            return _replayed_as_stream(replayed) if body.stream else replayed
+        prompt = _prompt(model, body)
+        meter = call.meter(body)
+        try:
+            generation = _Generation(model, body, prompt)
+        except ContextLengthExceeded as exc:
+            raise ApiError(400, "context_length_exceeded", str(exc), param="messages") from None
+        except InputError as exc:
+            raise ApiError(400, "invalid_request", str(exc)) from None
+        except EngineOverloaded as exc:
+            raise ApiError(503, "overloaded", str(exc), {"Retry-After": "1"}) from None
+        except EngineClosed as exc:
+            raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "1"}) from None
+        try:
+            await meter.start(len(prompt), generation.max_tokens * body.n, streaming=body.stream)
+        except BaseException:
+            generation.cancel()
+            raise
+        reply = _Reply(request, body, generation, meter, metrics, started, endpoint)
+        if body.stream:
+            return StreamingResponse(reply.stream(), media_type="text/event-stream")
+        return await reply.whole()
+
+    return router
+
+
+def _prompt(model: Generator, body: GenerationBody) -> list[int]:
+    engine = model.engine()
+    try:
+        if isinstance(body, ChatCompletionRequest):
+            messages = model.with_system_prompt([m.as_chat() for m in body.messages])
+            return engine.chat_prompt(messages)
+        return engine.tokenize(body.prompt)
+    except EngineClosed as exc:
+        raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "1"}) from None
+
+
+class _Reply:
+    """One request's answer, whole or streamed, and its metering."""
+
+    def __init__(
+        self,
+        request: Request,
+        body: GenerationBody,
+        generation: _Generation,
+        meter: Meter,
+        metrics: ServerMetrics,
+        started: float,
+        endpoint: str,
+    ) -> None:
+        self.request, self.body, self.generation, self.meter = request, body, generation, meter
+        self.metrics, self.started, self.endpoint = metrics, started, endpoint
+        self.id = ("chatcmpl-" if endpoint == "chat" else "cmpl-") + request.state.request_id
+        self.created = int(time.time())
+        self.timeout = generation.model.engine_settings.request_timeout_seconds
+        self.client_gone = False
+
+    def result(self) -> BaseModel:
+        generation, body = self.generation, self.body
+        if isinstance(body, ChatCompletionRequest):
+            return ChatCompletion(
+                id=self.id,
+                created=self.created,
+                model=body.model,
+                choices=[
+                    ChatChoice(
+                        index=c.index,
+                        message=AssistantMessage(content="".join(c.parts)),
+                        finish_reason=generation.finish_reason(c),
+                    )
+                    for c in generation.choices
+                ],
+                usage=generation.usage(),
+            )
+        return Completion(
+            id=self.id,
+            created=self.created,
+            model=body.model,
+            choices=[
+                CompletionChoice(
+                    index=c.index,
+                    text="".join(c.parts),
+                    finish_reason=generation.finish_reason(c),
+                )
+                for c in generation.choices
+            ],
+            usage=generation.usage(),
+        )
+
+    async def whole(self) -> Response:
+        first: float | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                async for _, event in self.generation.events():
+                    if first is None and isinstance(event, TextChunk):
+                        first = time.perf_counter()
+        except TimeoutError:
+            pass  # cut short: the choices still running end with finish_reason "length"
+        except EngineClosed as exc:
+            await self._finish(None, delivered=False)
+            raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "1"}) from None
+        body = self.result().model_dump_json().encode()
+        try:
+            headers = await self._finish(body, delivered=False)
+        except AnsweredMeanwhile as twin:
+            return replay_response(twin.response)
+        self._observe(first)
+        return json_response(body, headers=headers)
+
+    def stream(self) -> AsyncIterator[bytes]:
+        """The SSE body: chunks handed over by a producer task that outlives a disconnect."""
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        producer = asyncio.create_task(self._produce(chunks))
+
+        async def consume() -> AsyncIterator[bytes]:
+            try:
+                while (chunk := await chunks.get()) is not None:
+                    yield chunk
+            finally:
+                if not producer.done():
+                    self.client_gone = True
+                    self.generation.cancel()  # the client went away: stop within a step
+
+        return consume()
+
+    async def _produce(self, chunks: asyncio.Queue[bytes | None]) -> None:
+        first: float | None = None
+        complete = False
+        try:
+            for choice in self.generation.choices:
+                await chunks.put(self._chunk(choice.index, {"role": "assistant", "content": ""}))
+            async with asyncio.timeout(self.timeout):
+                async for choice, event in self.generation.events():
+                    if isinstance(event, TextChunk):
+                        await self.meter.hold(self.generation.completion_tokens)
+                        first = first or time.perf_counter()
+                        await chunks.put(self._chunk(choice.index, {"content": event.text}))
+                    elif event.finish_reason != "cancelled":
+                        reason = self.generation.finish_reason(choice)
+                        await chunks.put(self._chunk(choice.index, {}, reason))
+            complete = True
+        except TimeoutError:
+            complete = True  # cut short at the time limit: the rest ends with "length"
+        except (EngineClosed, MeteringLost, ApiError) as exc:
+            log.warning("stream %s ended early: %s", self.request.state.request_id, exc)
+        finally:
+            self.generation.cancel()
+            complete = complete and not self.client_gone
+            try:
+                body = self.result().model_dump_json().encode() if complete else None
+                await self._finish(body, delivered=True)
+            except ApiError:  # logged; the ledger retries, billing what was sent
+                complete = False
+            if complete:
+                for choice in self.generation.choices:
+                    if choice.finished is None:  # cut short by the time limit
+                        await chunks.put(self._chunk(choice.index, {}, "length"))
+                if self.body.include_usage:
+                    await chunks.put(self._usage_chunk())
+                await chunks.put(b"data: [DONE]\n\n")
+            await chunks.put(None)
+            self._observe(first)
+
+    async def _finish(self, body: bytes | None, *, delivered: bool) -> dict[str, str]:
+        usage = self.generation.usage()
+        return await self.meter.finish(
+            usage.prompt_tokens, usage.completion_tokens, body, delivered=delivered
+        )
+
+    def _chunk(self, index: int, delta: dict[str, str], reason: str | None = None) -> bytes:
+        if isinstance(self.body, ChatCompletionRequest):
+            choice: dict[str, object] = {"index": index, "delta": delta}
+            kind = "chat.completion.chunk"
+        else:
+            choice = {"index": index, "text": delta.get("content", "")}
+            kind = "text_completion"
+        choice.update(logprobs=None, finish_reason=reason)
+        chunk = {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.body.model,
+            "system_fingerprint": None,
+            "choices": [choice],
+        }
+        if self.body.include_usage:
+            chunk["usage"] = None
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+
+    def _usage_chunk(self) -> bytes:
+        kind = "chat.completion.chunk" if self.endpoint == "chat" else "text_completion"
+        chunk = {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.body.model,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": self.generation.usage().model_dump(),
+        }
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    def _observe(self, first: float | None) -> None:
+        name = self.body.model
+        self.metrics.requests.labels(name, self.endpoint, "200").inc()
+        self.metrics.latency.labels(name, self.endpoint).observe(time.perf_counter() - self.started)
+        self.metrics.generated_tokens.labels(name).inc(self.generation.completion_tokens)
+        if first is not None:
+            self.metrics.time_to_first_token.labels(name).observe(first - self.started)
+
+
+def _replayed_as_stream(replayed: Response) -> Response:
+    """A stored answer, sent to a streaming retry as the stream it would have been."""
+    stored = json.loads(bytes(replayed.body))
+    chat = stored.get("object") == "chat.completion"
+    events = []
+    for choice in stored["choices"]:
+        if chat:
+            delta = {"role": "assistant", "content": choice["message"]["content"]}
+            part: dict[str, object] = {"index": choice["index"], "delta": delta}
+        else:
+            part = {"index": choice["index"], "text": choice["text"]}
+        part.update(logprobs=None, finish_reason=choice["finish_reason"])
+        chunk = {key: stored[key] for key in ("id", "created", "model")}
+        chunk.update(object="chat.completion.chunk" if chat else "text_completion", choices=[part])
+        events.append(f"data: {json.dumps(chunk)}\n\n")
+    events.append("data: [DONE]\n\n")
+    headers = {k: v for k, v in replayed.headers.items() if k.lower() != "content-length"}
+    headers.pop("content-type", None)
+    return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,135 @@
+"""Conversations for a chat project: JSON Lines of ``{"messages": [{"role", "content"}, ...]}``.
+
+Every problem is reported with its file, line and message (an unknown role, empty content, a
+conversation that does not end with the assistant's reply), all of them at once, before any
+model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forgeline.config import Project
+from forgeline.config.chat import ChatConfig
+from forgeline.data import fingerprint_files
+from forgeline.data.io import display_path
+from forgeline.data.split import stratified_split
+from forgeline.errors import DataError
+from forgeline.tasks.base import DataSplits
+from forgeline.tasks.chat.prompting import ChatMessage
+
+MESSAGES = "messages"
+SOURCE = "source"
+ROLES = ("system", "user", "assistant")
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: list[ChatMessage]
+    source: str
+    """Where it came from, e.g. ``data/test.jsonl, line 3``."""
+
+
+def read_conversations(path: Path) -> list[Conversation]:
+    """The conversations of a JSONL file; raises :class:`DataError` listing every problem."""
+    if not path.is_file():
+        raise DataError(f"no such file '{path}'")
+    if path.suffix.lower() != ".jsonl":
+        raise DataError(f"{path}: conversations are read from JSON Lines (.jsonl) files")
+    shown = display_path(path)
+    conversations: list[Conversation] = []
+    problems: list[str] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{shown}, line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            messages, found = _messages(record, where)
+            problems.extend(found)
+            if not found:
+                conversations.append(Conversation(messages, where))
+    if problems:
+        more = len(problems) - _MAX_LISTED
+        listed = "\n  ".join(problems[:_MAX_LISTED])
+        raise DataError(
+            f"{len(problems)} problem(s) in the conversations:\n  {listed}"
+            + (f"\n  ... and {more} more" if more > 0 else "")
+        )
+    if not conversations:
+        raise DataError(f"{shown}: the file has no conversations")
+    return conversations
+
+
+def _messages(record: Any, where: str) -> tuple[list[ChatMessage], list[str]]:
+    if not isinstance(record, dict) or not isinstance(record.get(MESSAGES), list):
+        return [], [f'{where}: expected an object with a "messages" list']
+    unknown = sorted(set(record) - {MESSAGES})
+    if unknown:
+        return [], [f"{where}: unknown key(s) {', '.join(map(repr, unknown))}"]
+    problems: list[str] = []
+    messages: list[ChatMessage] = []
+    for index, message in enumerate(record[MESSAGES]):
+        at = f"{where}, messages[{index}]"
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            problems.append(f'{at}: expected {{"role": ..., "content": ...}}')
+            continue
+        role, content = message["role"], message["content"]
+        if role not in ROLES:
+            problems.append(f"{at}.role: unknown role {role!r} (use {', '.join(ROLES)})")
+        elif role == "system" and index != 0:
+            problems.append(f"{at}.role: a system message may only come first")
+        if not isinstance(content, str) or not content.strip():
+            problems.append(f"{at}.content: empty content")
+        messages.append(ChatMessage(role=str(role), content=str(content)))
+    if not problems:
+        roles = [m["role"] for m in messages]
+        if "user" not in roles:
+            problems.append(f"{where}: the conversation has no user message")
+        elif roles[-1] != "assistant":
+            problems.append(f"{where}: the conversation must end with the assistant's reply")
+    return messages, problems
+
+
+def prepare_conversations(project: Project) -> DataSplits:
+    """The project's conversations as train/validation/test frames (one conversation per row,
+    columns ``messages`` and ``source``); empty frames when the project has no data."""
+    config = project.config_for(ChatConfig)
+    empty = pd.DataFrame({MESSAGES: [], SOURCE: []})
+    files = project.data_files()
+    if config.data is None or not files:
+        return DataSplits(empty, empty, empty, {"sha256": "", "files": {}})
+    read = {field: _frame(read_conversations(path)) for field, path in files.items()}
+    if "test" not in read:  # only train: split it, seeded
+        whole = read["train"]
+        split = config.data.split
+        train, validation, test = stratified_split(
+            [0] * len(whole), split.validation, split.test, split.seed
+        )
+        read = {
+            "train": whole.iloc[train].reset_index(drop=True),
+            "validation": whole.iloc[validation].reset_index(drop=True),
+            "test": whole.iloc[test].reset_index(drop=True),
+        }
+    return DataSplits(
+        train=read.get("train", empty),
+        validation=read.get("validation", empty),
+        test=read["test"],
+        fingerprint=fingerprint_files(files),
+    )
+
+
+def _frame(conversations: list[Conversation]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {MESSAGES: [c.messages for c in conversations], SOURCE: [c.source for c in conversations]}
+    )

@@ -1,0 +1,56 @@
+"""Prompts in the model's own format, and grammars that constrain output to JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict, cast
+
+from llama_cpp import llama_types
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+
+class ChatMessage(TypedDict):
+    """One turn of a conversation, as in OpenAI's chat API."""
+
+    role: str
+    content: str
+
+
+class ChatTemplate:
+    """Renders messages with the Jinja chat template stored in the model's GGUF metadata.
+
+    llama-cpp-python's :class:`Jinja2ChatFormatter` is used as is: it runs the template in a
+    sandbox with the same helpers as Hugging Face's ``apply_chat_template`` (``raise_exception``,
+    ``tojson``, ``strftime_now``, the ``{% generation %}`` tag).
+    """
+
+    def __init__(self, template: str, *, bos_token: str, eos_token: str) -> None:
+        self._formatters = {
+            prompt: Jinja2ChatFormatter(
+                template=template,
+                bos_token=bos_token,
+                eos_token=eos_token,
+                add_generation_prompt=prompt,
+            )
+            for prompt in (True, False)
+        }
+
+    def render(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> str:
+        """The conversation as text: by default ending with the opening of the assistant's
+        turn (a prompt), or as it stands (to score replies that are already there)."""
+        # The formatter is typed for OpenAI's message unions; ours is the plain-text subset.
+        typed = cast(list[llama_types.ChatCompletionRequestMessage], list(messages))
+        return self._formatters[add_generation_prompt](messages=typed).prompt
+
+
+def json_grammar(schema: Mapping[str, Any] | None = None) -> str:
+    """GBNF for any JSON value, or for JSON that follows ``schema`` (a JSON Schema object).
+
+    The conversion is llama-cpp-python's own port of llama.cpp's schema converter, so the
+    supported subset of JSON Schema is the same as llama.cpp's server.
+    """
+    if schema is None:
+        return JSON_GBNF
+    return str(json_schema_to_gbnf(json.dumps(schema)))
