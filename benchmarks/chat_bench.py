@@ -10,13 +10,15 @@ Same short support questions, greedy, 128 new tokens at most:
   (c)  ``forgeline serve`` with API keys and metering on (every call recorded in the ledger).
 (b) and (c) are driven by the same HTTP client (httpx, streamed, closed loop) at concurrency
 1, 4, 8 and 16. Printed per row: aggregate completion tokens/s, median per-stream tokens/s,
-time to first token p50/p99, errors, and the ratio to (a); then (c)'s share of (a8).
+time to first token p50/p99, errors, and the ratio to (a); then (c)'s share of (a8). Each
+client sends ``--requests`` requests in turn: as clients run out, a batch drains (fewer streams
+share each step), and more requests per client make that tail a smaller share of the run.
 
 Each in-process system runs in a fresh process: once a second thread of a process has run
 llama.cpp, its OpenMP threads slow down for everyone. The load generator shares the machine's
 cores with the server under test, the same for (b) and (c).
 
-    python benchmarks/chat_bench.py [--threads 2] [--requests 3]
+    python benchmarks/chat_bench.py [--threads 2] [--requests 6]
 """
 
 from __future__ import annotations
@@ -228,8 +230,9 @@ def http_chat(http: httpx.AsyncClient, base: str, model: str, key: str | None) -
             "max_tokens": MAX_TOKENS,
             "temperature": 0,
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
-        started, first, chunks = time.perf_counter(), None, 0
+        started, first, chunks, counted = time.perf_counter(), None, 0, None
         async with http.stream(
             "POST", f"{base}/v1/chat/completions", json=body, headers=headers
         ) as response:
@@ -237,11 +240,18 @@ def http_chat(http: httpx.AsyncClient, base: str, model: str, key: str | None) -
                 raise RuntimeError(f"status {response.status_code}")
             async for line in response.aiter_lines():
                 if line.startswith("data: {"):
-                    choices = json.loads(line[6:])["choices"]
+                    chunk = json.loads(line[6:])
+                    choices = chunk["choices"]
                     if choices and choices[0].get("delta", {}).get("content"):
                         first = first or time.perf_counter()
-                        chunks += 1  # one content chunk per token on both servers
-        return Completion(chunks, started, first, time.perf_counter())
+                        chunks += 1
+                    if chunk.get("usage"):
+                        counted = chunk["usage"]["completion_tokens"]
+        # The server's own count where it sends one (a chunk may carry several tokens);
+        # llama_cpp.server sends none, and one chunk per token.
+        return Completion(
+            chunks if counted is None else counted, started, first, time.perf_counter()
+        )
 
     return chat
 
@@ -274,6 +284,10 @@ def llama_server_rows(threads: int, requests: int) -> dict[int, Row]:
             str(threads),
             "--port",
             str(port),
+            # By default a new request interrupts the one streaming (one Llama, one sequence);
+            # off, requests wait their turn, as a user would want.
+            "--interrupt_requests",
+            "False",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -307,7 +321,9 @@ def forgeline_rows(threads: int, requests: int) -> dict[int, Row]:
             f"engine:\n  context_tokens: {CONTEXT}\n  parallel: 8\n  threads: {threads}\n"
             "  max_queue: 64\n\n"
         )
+        # The same prompts as (a) and (b): no system prompt of the template's.
         text = text[:start] + engine + text[end:]
+        text = text.replace("system_prompt_file: system_prompt.md\n", "")
         config.write_text(text.replace("requests_per_second: 20", "requests_per_second: 5000"))
         key = forgeline("keys", "create", "--tenant", "bench", "--plan", "pro", cwd=project).strip()
         port = free_port()
@@ -336,7 +352,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--requests", type=int, default=3, help="Requests per client at each concurrency."
+        "--requests", type=int, default=6, help="Requests per client at each concurrency."
     )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -280,6 +280,49 @@ def test_the_chat_template_comes_from_the_gguf(engine: GenerationEngine) -> None
     assert len(tokens) < len(text)
 
 
+def test_prompts_reuse_the_cached_opening_and_earlier_turns() -> None:
+    system = "You are the support assistant of Acme Bank. Answer in one short sentence."
+    with GenerationEngine(
+        CATALOGUE["smollm2-135m"].path(),
+        n_ctx_per_sequence=CONTEXT,
+        parallel=1,
+        threads=2,
+        max_queue=1,
+        system_prompt=system,
+    ) as engine:
+
+        def greedy(messages: list[ChatMessage]) -> str:
+            prompt = engine.chat_prompt(messages)
+            (text, _), *_ = run_together(
+                engine, [GenerationRequest(prompt=prompt, max_tokens=16, temperature=0)]
+            )
+            return text
+
+        def conversation(question: str) -> list[ChatMessage]:
+            return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+        # The opening (template preamble and system prompt) was decoded at start-up.
+        first = greedy(conversation("Where is my parcel?"))
+        opening = engine.reused_prompt_tokens
+        assert opening > len(engine.tokenize(system, add_special=False))
+        greedy(conversation("How do I reset my password?"))
+        assert engine.reused_prompt_tokens == 2 * opening
+        # The cache now holds the other question: it is cut back to the shared opening, and
+        # the reply is the same, token for token.
+        assert greedy(conversation("Where is my parcel?")) == first
+        assert engine.reused_prompt_tokens == 3 * opening
+        # The next turn of the same conversation reuses the whole earlier turn.
+        before = engine.reused_prompt_tokens
+        follow_up: list[ChatMessage] = [
+            *conversation("Where is my parcel?"),
+            {"role": "assistant", "content": first},
+            {"role": "user", "content": "Thanks!"},
+        ]
+        greedy(follow_up)
+        reused = engine.reused_prompt_tokens - before
+        assert reused >= len(engine.chat_prompt(conversation("Where is my parcel?")))
+
+
 def test_close_fails_open_streams_and_refuses_new_work() -> None:
     engine = GenerationEngine(
         CATALOGUE["smollm2-135m"].path(),

@@ -207,6 +207,14 @@ class NativeContext:
         if self._memory:
             llama_cpp.llama_memory_seq_rm(self._memory, sequence, -1, -1)
 
+    def truncate_sequence(self, sequence: int, keep: int) -> bool:
+        """Drop a sequence's cells from position ``keep`` on, keeping its first ``keep`` tokens
+        for a new request that starts with them; False (and nothing dropped) where the model's
+        memory cannot be cut part-way (recurrent or sliding-window models)."""
+        if not self._memory:
+            return keep == 0
+        return bool(llama_cpp.llama_memory_seq_rm(self._memory, sequence, keep, -1))
+
     @property
     def _context(self) -> llama_cpp.llama_context_p:
         if self.pointer is None:

@@ -3,8 +3,14 @@
 Used only by the engine thread, so nothing here locks. Each step builds one llama.cpp batch
 with the next token of every running sequence plus prompt chunks of newly admitted ones,
 decodes it, and samples one token per sequence from that sequence's own sampler chain. A
-sequence that ends frees its sequence id and KV cells, and the next waiting job takes them at
-the following step.
+sequence that ends frees its sequence id, and the next waiting job takes it at the following
+step.
+
+A freed sequence keeps its KV cells: a new request whose prompt starts with the same tokens
+(the chat template's preamble and system prompt, or the earlier turns of the same
+conversation) reuses them and prefills only the rest. On a CPU, where a prompt token costs
+about as much as a generated one, that is most of the time to first token. (llama.cpp's own
+server does the same; llama-cpp-python's ``Llama`` does it for its one sequence.)
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ class _Sequence:
 
     job: Job
     seq_id: int
-    position: int = 0
-    """Tokens of this sequence in the KV cache (prompt first, then generated)."""
+    cached: list[int]
+    """The tokens in this sequence's KV cache, in order (prompt first, then generated)."""
     next_token: int = -1
     batch_index: int = -1
     """Where this sequence's logits are in the current batch; -1 when it has none."""
@@ -40,8 +46,22 @@ class _Sequence:
         self.stops = StopMatcher(self.job.stops)
 
     @property
+    def position(self) -> int:
+        return len(self.cached)
+
+    @property
     def prefilling(self) -> bool:
         return self.position < len(self.job.prompt)
+
+
+def _shared_prefix(cached: list[int], prompt: list[int]) -> int:
+    """How many of ``prompt``'s tokens can come from ``cached``: their common prefix, less at
+    least the prompt's last token, whose logits the first sampled token needs."""
+    limit = min(len(cached), len(prompt) - 1)
+    for index in range(limit):
+        if cached[index] != prompt[index]:
+            return index
+    return max(limit, 0)
 
 
 class Batcher:
@@ -60,7 +80,10 @@ class Batcher:
         self._on_end = on_end
         self.waiting: deque[Job] = deque()
         self.running: dict[int, _Sequence] = {}
-        self._free_ids = list(range(parallel))
+        self._free: dict[int, list[int]] = {seq_id: [] for seq_id in range(parallel)}
+        """Free sequence ids and the tokens still cached in each."""
+        self.reused_tokens = 0
+        """Prompt tokens taken from the cache instead of decoded, since the start."""
 
     @property
     def idle(self) -> bool:
@@ -69,6 +92,28 @@ class Batcher:
     def jobs(self) -> list[Job]:
         """Every job still held, running or waiting."""
         return [s.job for s in self.running.values()] + list(self.waiting)
+
+    def preload(self, prefix: list[int]) -> None:
+        """Decode ``prefix`` into every free sequence, so that requests starting with it (the
+        opening every conversation shares) prefill only the rest, from the first one on."""
+        if not prefix:
+            return
+        context = self._context
+        capacity = context.batch_capacity
+        free = sorted(seq_id for seq_id, cached in self._free.items() if not cached)
+        # Several sequences' prefixes per batch where they fit; else one sequence's prefix
+        # in batch-sized pieces.
+        per_batch = max(capacity // len(prefix), 1)
+        for start in range(0, len(free), per_batch):
+            group = free[start : start + per_batch]
+            for piece in range(0, len(prefix), capacity):
+                context.clear_batch()
+                for seq_id in group:
+                    for position in range(piece, min(piece + capacity, len(prefix))):
+                        context.add_to_batch(prefix[position], position, seq_id, output=False)
+                context.decode()
+            for seq_id in group:
+                self._free[seq_id] = list(prefix)
 
     def drop_cancelled(self) -> list[Delivery]:
         """End the cancelled jobs. Each still gets its Finished event, with the tokens it had
@@ -84,12 +129,21 @@ class Batcher:
         return deliveries
 
     def admit_waiting(self) -> None:
-        while self._free_ids and self.waiting:
-            # The lowest free id keeps running ids consecutive, which lets llama.cpp decode
-            # all sequences' tokens in one micro-batch (see NativeContext).
-            self._free_ids.sort()
-            seq_id = self._free_ids.pop(0)
-            self.running[seq_id] = _Sequence(job=self.waiting.popleft(), seq_id=seq_id)
+        while self._free and self.waiting:
+            job = self.waiting.popleft()
+            # The longest reusable prefix wins; among equals (usually all share the system
+            # prompt) the lowest id, which keeps running ids consecutive and so lets llama.cpp
+            # decode all sequences' tokens in one micro-batch (see NativeContext).
+            seq_id = max(
+                self._free, key=lambda free: (_shared_prefix(self._free[free], job.prompt), -free)
+            )
+            cached = self._free.pop(seq_id)
+            keep = _shared_prefix(cached, job.prompt)
+            if not self._context.truncate_sequence(seq_id, keep):
+                self._context.forget_sequence(seq_id)
+                keep = 0
+            self.reused_tokens += keep
+            self.running[seq_id] = _Sequence(job=job, seq_id=seq_id, cached=cached[:keep])
 
     def step(self) -> list[Delivery]:
         """Decode one batch; return the text and Finished events it produced."""
@@ -104,7 +158,7 @@ class Batcher:
                 sequence.batch_index = context.add_to_batch(
                     sequence.next_token, sequence.position, sequence.seq_id, output=True
                 )
-                sequence.position += 1
+                sequence.cached.append(sequence.next_token)
                 continue
             prompt = sequence.job.prompt
             chunk = prompt[sequence.position : sequence.position + prefill_budget]
@@ -116,7 +170,7 @@ class Batcher:
                 )
                 if last:
                     sequence.batch_index = index
-            sequence.position += len(chunk)
+            sequence.cached.extend(chunk)
         context.decode()
 
         deliveries: list[Delivery] = []
@@ -149,10 +203,10 @@ class Batcher:
     def _finish(
         self, sequence: _Sequence, reason: FinishReason, deliveries: list[Delivery]
     ) -> None:
-        """Free the sequence's id and KV cells; send its held-back text and Finished event."""
+        """Free the sequence's id (its KV cells stay for reuse); send its held-back text and
+        Finished event."""
         del self.running[sequence.seq_id]
-        self._context.forget_sequence(sequence.seq_id)
-        self._free_ids.append(sequence.seq_id)
+        self._free[sequence.seq_id] = sequence.cached
         job = sequence.job
         if reason != "cancelled" and not sequence.stops.stopped:
             tail = sequence.stops.feed(sequence.utf8.flush())

@@ -67,7 +67,9 @@ class GenerationEngine:
     any beyond that are refused with :class:`EngineOverloaded`. ``threads`` defaults to the
     CPUs this process may use; on a machine shared with other busy processes fewer threads
     can be faster, because llama.cpp's threads wait for each other at every graph node.
-    ``n_batch`` caps the tokens of one decode step (prompt chunks included).
+    ``n_batch`` caps the tokens of one decode step (prompt chunks included). At start-up the
+    opening every conversation shares (the chat template's preamble and ``system_prompt``) is
+    decoded into every sequence, whose cached tokens later requests reuse (see Batcher).
 
     Run one engine per process and no other llama.cpp model in it: llama.cpp's OpenMP
     threads slow down sharply once a second thread of the process has run llama.cpp (one
@@ -85,6 +87,7 @@ class GenerationEngine:
         threads: int | None,
         max_queue: int,
         n_batch: int = 512,
+        system_prompt: str | None = None,
         on_request_finished: Callable[[RequestStats], None] | None = None,
         verbose: bool = False,
     ) -> None:
@@ -129,6 +132,7 @@ class GenerationEngine:
         self._failure: BaseException | None = None
         self._closing = False
         self._batcher = Batcher(self._model, self._context, parallel, self._end_job)
+        self._shared_opening = self._opening(system_prompt)
         self._thread = threading.Thread(target=self._run, name="chat-engine", daemon=True)
         self._thread.start()
 
@@ -138,6 +142,11 @@ class GenerationEngine:
     def active_sequences(self) -> int:
         """Sequences holding a slot right now."""
         return len(self._batcher.running)
+
+    @property
+    def reused_prompt_tokens(self) -> int:
+        """Prompt tokens taken from cached sequences instead of decoded, since the start."""
+        return self._batcher.reused_tokens
 
     @property
     def queue_depth(self) -> int:
@@ -250,11 +259,32 @@ class GenerationEngine:
                 raise EngineClosed("the generation engine is closed")
             yield self._model
 
+    def _opening(self, system_prompt: str | None) -> list[int]:
+        """The prompt tokens every conversation starts with: those two different ones share."""
+        if self._chat_template is None:
+            return []
+        system = [ChatMessage(role="system", content=system_prompt)] if system_prompt else []
+        try:
+            first, second = (
+                self.chat_prompt([*system, ChatMessage(role="user", content=text)])
+                for text in ("a", "b")
+            )
+        except Exception:  # a template that refuses this shape: nothing to preload, and the
+            # request that sends it gets the template's error itself
+            logger.debug("no shared opening to preload", exc_info=True)
+            return []
+        shared = next(
+            (i for i, (x, y) in enumerate(zip(first, second, strict=False)) if x != y),
+            min(len(first), len(second)),
+        )
+        return first[:shared] if shared < self.n_ctx_per_sequence else []
+
     # ----- engine thread
 
     def _run(self) -> None:
         batcher = self._batcher
         try:
+            batcher.preload(self._shared_opening)
             while self._take_new_jobs():
                 deliver(batcher.drop_cancelled())
                 batcher.admit_waiting()

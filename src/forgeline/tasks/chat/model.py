@@ -170,6 +170,7 @@ class ChatModel:
                     parallel=settings.parallel,
                     threads=settings.threads,
                     max_queue=settings.max_queue,
+                    system_prompt=self._system_prompt,
                 )
             return self._engine
 
