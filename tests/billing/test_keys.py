@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from forgeline.billing.auth import Authenticator
 from forgeline.billing.keys import (
     MAX_KEY_LIFETIME,
     ApiKeyError,
-    Authenticator,
     AuthError,
     KeyStore,
     Principal,

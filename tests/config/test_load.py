@@ -63,10 +63,17 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
         load_project(config)
 
 
-def test_validation_without_test_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
-    text = MINIMAL_YAML + "  validation: data/train.csv\n"
+def test_an_unknown_encoding_is_rejected_with_examples(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "  encoding: klingon\n"
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
-    with pytest.raises(ConfigError, match=r"give both data\.validation and data\.test"):
+    with pytest.raises(ConfigError, match=r"data\.encoding: unknown encoding 'klingon'"):
+        load_project(config)
+
+
+def test_a_delimiter_is_one_character(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "  delimiter: ';;'\n"
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    with pytest.raises(ConfigError, match=r"data\.delimiter"):
         load_project(config)
 
 

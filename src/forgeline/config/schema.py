@@ -10,14 +10,16 @@ directory of the config file and checks that they exist before any work starts.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from forgeline.config.chat import ChatConfig
 from forgeline.config.project import ProjectBase, SplitConfig
 from forgeline.config.sections import Section
+from forgeline.data.io import TextFormat
 
 
 class BandConfig(Section):
@@ -36,12 +38,25 @@ class BandConfig(Section):
 class _DataFiles(Section):
     train: Path = Field(description="Training data: a .csv, .jsonl or .parquet file.")
     validation: Path | None = Field(
-        None, description="Validation data used for early stopping; split from train if absent."
+        None,
+        description="Validation data used for early stopping; split from train if absent "
+        "(seeded, stratified).",
     )
     test: Path | None = Field(
         None, description="Held-out test data for `forgeline evaluate`; split from train if absent."
     )
     split: SplitConfig = SplitConfig()
+    delimiter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="What separates CSV columns; detected (comma, semicolon, tab or pipe) if absent.",
+    )
+    encoding: str = Field(
+        "utf-8",
+        description="The text encoding of CSV and JSONL files, e.g. latin-1 or cp1252 (a UTF-8 "
+        "byte-order mark is accepted).",
+    )
     sensitive: list[str] = Field(
         default_factory=list,
         description="Columns (or bands) to audit for fairness: per-group metrics in the report.",
@@ -51,14 +66,17 @@ class _DataFiles(Section):
         description="Named bands of numeric columns, usable in `sensitive` (e.g. age_band).",
     )
 
-    @model_validator(mode="after")
-    def _validation_and_test_together(self) -> Self:
-        if (self.validation is None) != (self.test is None):
-            raise ValueError(
-                "give both data.validation and data.test, or neither (then both are split "
-                "from data.train)"
-            )
-        return self
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{value}' (e.g. utf-8, latin-1, cp1252)") from None
+        return value
+
+    def text_format(self) -> TextFormat:
+        return TextFormat(encoding=self.encoding, delimiter=self.delimiter)
 
     def files(self) -> dict[str, Path]:
         """The data files by config field, for existence checks and fingerprints."""

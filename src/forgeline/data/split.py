@@ -38,17 +38,27 @@ def stratified_split(
 
 
 def split_frames(
-    frames: dict[str, pd.DataFrame], stratify_by: str, split: SplitConfig
+    frames: dict[str, pd.DataFrame], stratify_by: str | None, split: SplitConfig
 ) -> dict[str, pd.DataFrame]:
-    """The given train/validation/test frames, or train split three ways when only it is given."""
-    if "validation" in frames:
+    """Train, validation and test frames: those given, and what is missing of validation and
+    test carved from train (seeded; stratified by the ``stratify_by`` column when named).
+
+    A train and a test file without a validation file (the way most public data sets come)
+    gives a validation split of ``split.validation`` of the train rows.
+    """
+    missing = [role for role in ("validation", "test") if role not in frames]
+    if not missing:
         return frames
     whole = frames["train"]
+    labels = whole[stratify_by].tolist() if stratify_by is not None else [0] * len(whole)
     train, validation, test = stratified_split(
-        whole[stratify_by].tolist(), split.validation, split.test, split.seed
+        labels,
+        split.validation if "validation" in missing else 0.0,
+        split.test if "test" in missing else 0.0,
+        split.seed,
     )
-    return {
-        "train": whole.iloc[train].reset_index(drop=True),
-        "validation": whole.iloc[validation].reset_index(drop=True),
-        "test": whole.iloc[test].reset_index(drop=True),
-    }
+    carved = {"train": train, "validation": validation, "test": test}
+    result = dict(frames)
+    for role in ("train", *missing):
+        result[role] = whole.iloc[carved[role]].reset_index(drop=True)
+    return result

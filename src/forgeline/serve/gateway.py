@@ -21,7 +21,8 @@ import time
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from forgeline.billing.keys import Authenticator, AuthError, KeyStore, Principal
+from forgeline.billing.auth import Authenticator
+from forgeline.billing.keys import AuthError, KeyStore, Principal
 from forgeline.billing.ledger import UsageLedger
 from forgeline.billing.ratelimit import RateLimiter, RateLimiterUnavailable, rate_limiter
 from forgeline.config.service import BillingConfig, FailedAuthLimit, PlanConfig

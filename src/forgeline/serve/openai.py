@@ -17,7 +17,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 from forgeline.errors import InputError
 from forgeline.serve.errors import OPENAI_TAG, ApiError
 from forgeline.serve.gateway import Gateway
+from forgeline.serve.generation import Generation, GenerationBody
 from forgeline.serve.metering import (
     AnsweredMeanwhile,
     Call,
@@ -44,27 +44,18 @@ from forgeline.serve.openai_schemas import (
     Completion,
     CompletionChoice,
     CompletionRequest,
-    FinishReason,
-    JsonObjectFormat,
-    JsonSchemaResponseFormat,
-    Usage,
 )
 from forgeline.serve.predict import ServedModels
 from forgeline.serve.routing import api_route
 from forgeline.tasks.base import Generator
-from forgeline.tasks.chat.prompting import json_grammar
 from forgeline.tasks.chat.request import (
     ContextLengthExceeded,
     EngineClosed,
     EngineOverloaded,
-    Finished,
-    GenerationRequest,
     TextChunk,
 )
-from forgeline.tasks.chat.stream import GenerationStream
 
 log = logging.getLogger("forgeline.serve")
-GenerationBody = ChatCompletionRequest | CompletionRequest
 _RESPONSES: dict[int | str, dict[str, str]] = {
     400: {"description": "Invalid or unsupported parameter, or the prompt does not fit"},
     401: {"description": "No API key, or an invalid one"},
@@ -77,122 +68,6 @@ _RESPONSES: dict[int | str, dict[str, str]] = {
     429: {"description": "Over the plan's rate limit (Retry-After)"},
     503: {"description": "Not ready, overloaded, or metering unavailable (Retry-After)"},
 }
-
-
-@dataclass
-class _Choice:
-    index: int
-    stream: GenerationStream
-    parts: list[str] = field(default_factory=list)
-    tokens: int = 0
-    finished: Finished | None = None
-
-
-class _Generation:
-    """The ``n`` choices of one request, run together on the engine."""
-
-    def __init__(self, model: Generator, body: GenerationBody, prompt: list[int]) -> None:
-        self.model = model
-        self.prompt = prompt
-        engine = model.engine()
-        defaults = model.generation
-        grammar = None
-        if isinstance(body, ChatCompletionRequest):
-            response_format = body.response_format
-            if isinstance(response_format, JsonSchemaResponseFormat):
-                grammar = _grammar_of(response_format.json_schema.schema_)
-            elif isinstance(response_format, JsonObjectFormat):
-                grammar = json_grammar()
-        self.max_tokens = body.reply_limit or defaults.max_tokens
-        self.choices: list[_Choice] = []
-        try:
-            for index in range(body.n):
-                request = GenerationRequest(
-                    prompt,
-                    max_tokens=self.max_tokens,
-                    temperature=defaults.temperature
-                    if body.temperature is None
-                    else body.temperature,
-                    top_p=defaults.top_p if body.top_p is None else body.top_p,
-                    seed=None if body.seed is None else body.seed + index,
-                    stop=body.stops or defaults.stop,
-                    grammar=grammar,
-                )
-                self.choices.append(_Choice(index, engine.submit(request)))
-        except BaseException:
-            self.cancel()
-            raise
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(choice.tokens for choice in self.choices)
-
-    def cancel(self) -> None:
-        for choice in self.choices:
-            choice.stream.cancel()
-
-    async def events(self) -> AsyncIterator[tuple[_Choice, TextChunk | Finished]]:
-        """Every choice's events as they come, merged."""
-        queue: asyncio.Queue[tuple[_Choice, TextChunk | Finished] | BaseException | None]
-        queue = asyncio.Queue()
-
-        async def pump(choice: _Choice) -> None:
-            try:
-                async for event in choice.stream:
-                    await queue.put((choice, event))
-            except BaseException as exc:  # the engine closed or failed: end the request
-                await queue.put(exc)
-            finally:
-                await queue.put(None)
-
-        tasks = [asyncio.create_task(pump(choice)) for choice in self.choices]
-        try:
-            remaining = len(tasks)
-            while remaining:
-                item = await queue.get()
-                if item is None:
-                    remaining -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    choice, event = item
-                    if isinstance(event, TextChunk):
-                        choice.parts.append(event.text)
-                        choice.tokens = event.completion_tokens
-                    else:
-                        choice.tokens = event.completion_tokens
-                        choice.finished = event
-                    yield item
-        finally:
-            self.cancel()
-            for task in tasks:
-                task.cancel()
-
-    def finish_reason(self, choice: _Choice) -> FinishReason:
-        finished = choice.finished
-        return "stop" if finished is not None and finished.finish_reason == "stop" else "length"
-
-    def usage(self) -> Usage:
-        completion = self.completion_tokens
-        return Usage(
-            prompt_tokens=len(self.prompt),
-            completion_tokens=completion,
-            total_tokens=len(self.prompt) + completion,
-        )
-
-
-def _grammar_of(schema: dict[str, object]) -> str:
-    """The grammar of a response_format's JSON Schema. The converter (llama.cpp's port) takes a
-    subset of JSON Schema and fails in various ways outside it: a 400 naming the parameter."""
-    try:
-        return json_grammar(schema)
-    except Exception as exc:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"response_format.json_schema: this JSON Schema cannot be enforced ({exc!r:.200})",
-            param="response_format",
-        ) from None
 
 
 def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
@@ -231,7 +106,7 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
         prompt = _prompt(model, body)
         meter = call.meter(body)
         try:
-            generation = _Generation(model, body, prompt)
+            generation = Generation(model, body, prompt)
         except ContextLengthExceeded as exc:
             raise ApiError(400, "context_length_exceeded", str(exc), param="messages") from None
         except InputError as exc:
@@ -271,7 +146,7 @@ class _Reply:
         self,
         request: Request,
         body: GenerationBody,
-        generation: _Generation,
+        generation: Generation,
         meter: Meter,
         metrics: ServerMetrics,
         started: float,

@@ -22,6 +22,23 @@ def test_single_file_is_split_three_ways(tmp_path: Path, labelled_csv: str) -> N
     assert splits.warnings == []
 
 
+def test_train_and_test_files_get_validation_from_train_and_semicolons_work(
+    tmp_path: Path, labelled_csv: str
+) -> None:
+    semicolons = labelled_csv.replace(",", ";")
+    test_rows = "text;label\nwhere did my parcel go;shipping\nrefund please;refund\n"
+    config = write_project(
+        tmp_path,
+        MINIMAL_YAML + "  test: data/test.csv\n",
+        {"data/train.csv": semicolons, "data/test.csv": test_rows},
+    )
+    splits = prepare_text_data(load_project(config))
+    assert len(splits.test) == 2  # the test file as given
+    assert (len(splits.train), len(splits.validation)) == (81, 9)  # 10% of train, stratified
+    assert set(splits.validation["label"]) == {"shipping", "refund", "account"}
+    assert any("train.csv: read as semicolon-separated" in w for w in splits.warnings)
+
+
 def test_empty_text_names_row_and_column(tmp_path: Path, labelled_csv: str) -> None:
     csv = labelled_csv.replace("refund my order 0 please,refund", '" ",refund')
     with pytest.raises(DataError, match=r"train\.csv, row 2 \(line 3\), column 'text': empty text"):

@@ -18,7 +18,7 @@ from forgeline.config import Project
 from forgeline.config.chat import ChatConfig
 from forgeline.data import fingerprint_files
 from forgeline.data.io import display_path
-from forgeline.data.split import stratified_split
+from forgeline.data.split import split_frames
 from forgeline.errors import DataError
 from forgeline.tasks.base import DataSplits
 from forgeline.tasks.chat.prompting import ChatMessage
@@ -45,7 +45,7 @@ def read_conversations(path: Path) -> list[Conversation]:
     shown = display_path(path)
     conversations: list[Conversation] = []
     problems: list[str] = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8-sig") as lines:  # with or without a byte-order mark
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -110,17 +110,8 @@ def prepare_conversations(project: Project) -> DataSplits:
     if config.data is None or not files:
         return DataSplits(empty, empty, empty, {"sha256": "", "files": {}})
     read = {field: _frame(read_conversations(path)) for field, path in files.items()}
-    if "test" not in read:  # only train: split it, seeded
-        whole = read["train"]
-        split = config.data.split
-        train, validation, test = stratified_split(
-            [0] * len(whole), split.validation, split.test, split.seed
-        )
-        read = {
-            "train": whole.iloc[train].reset_index(drop=True),
-            "validation": whole.iloc[validation].reset_index(drop=True),
-            "test": whole.iloc[test].reset_index(drop=True),
-        }
+    if "train" in read:  # validation and test not given are split from it, seeded
+        read = split_frames(read, None, config.data.split)
     return DataSplits(
         train=read.get("train", empty),
         validation=read.get("validation", empty),

@@ -197,7 +197,7 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     config = project.config_for(TabularClassificationConfig)
     data = config.data
     files = project.data_files()
-    tables = {role: read_table(path) for role, path in files.items()}
+    tables = {role: read_table(path, data.text_format()) for role, path in files.items()}
     for table in tables.values():
         _check_named_columns(list(table.frame.columns), data, str(table.source))
     train_frame, classes = _with_event(tables["train"], data, None)
@@ -209,7 +209,8 @@ def prepare_tabular_data(project: Project) -> DataSplits:
         check_bands(table, data.bands)
     features = select_features(Table(train_frame, tables["train"].source), data)
     frames = split_frames(frames, EVENT, data.split)
-    warnings = list(features.notices)
+    warnings = [n for n in (table.delimiter_notice() for table in tables.values()) if n]
+    warnings += features.notices
     share = float(frames["train"][EVENT].mean())
     warnings.append(
         f"target '{data.target}': event '{classes[0]}' in {share:.1%} of training rows"
@@ -232,5 +233,5 @@ def prepare_tabular_data(project: Project) -> DataSplits:
 def target_classes(project: Project) -> tuple[str, str]:
     """(event, non-event) target values, for predictions and the model card."""
     config = project.config_for(TabularClassificationConfig)
-    table = read_table(project.data_files()["train"])
+    table = read_table(project.data_files()["train"], config.data.text_format())
     return _target_classes(_target_values(table, config.data), config.data, str(table.source))

@@ -101,7 +101,7 @@ def prepare_text_data(project: Project) -> DataSplits:
     config = project.config_for(TextClassificationConfig)
     data = config.data
     files = project.data_files()
-    tables = {role: read_table(path) for role, path in files.items()}
+    tables = {role: read_table(path, data.text_format()) for role, path in files.items()}
     for table in tables.values():
         check_bands(table, data.bands)
     frames = {
@@ -110,7 +110,8 @@ def prepare_text_data(project: Project) -> DataSplits:
     }
     splits = split_frames(frames, LABEL, data.split)
     _check_label_counts(splits["train"], str(data.train), data.label_column)
-    warnings = _leakage_warnings(splits)
+    warnings = [n for n in (table.delimiter_notice() for table in tables.values()) if n]
+    warnings += _leakage_warnings(splits)
     known = set(splits["train"][LABEL])
     fallback = config.fallback.label if config.fallback else None
     for name in ("validation", "test"):
@@ -120,7 +121,10 @@ def prepare_text_data(project: Project) -> DataSplits:
                 f"{name} set has label(s) never seen in training, always mispredicted: "
                 + ", ".join(unseen[:_MAX_LISTED])
             )
-    settings = f"{data.text_column}|{data.label_column}|{data.split.model_dump_json()}"
+    settings = (
+        f"{data.text_column}|{data.label_column}|{data.split.model_dump_json()}"
+        f"|{data.delimiter}|{data.encoding}"
+    )
     return DataSplits(
         train=splits["train"],
         validation=splits["validation"],

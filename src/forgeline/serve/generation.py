@@ -1,0 +1,146 @@
+"""The ``n`` choices of one OpenAI-style generation request, run together on the engine.
+
+Shared by the plain and the streamed replies of :mod:`forgeline.serve.openai`: builds the
+engine requests from the body and the model's defaults (a ``response_format`` becomes a
+grammar), merges the choices' events, and counts what they used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from forgeline.serve.errors import ApiError
+from forgeline.serve.openai_schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    FinishReason,
+    JsonObjectFormat,
+    JsonSchemaResponseFormat,
+    Usage,
+)
+from forgeline.tasks.base import Generator
+from forgeline.tasks.chat.prompting import json_grammar
+from forgeline.tasks.chat.request import Finished, GenerationRequest, TextChunk
+from forgeline.tasks.chat.stream import GenerationStream
+
+GenerationBody = ChatCompletionRequest | CompletionRequest
+
+
+@dataclass
+class Choice:
+    """One of the ``n`` replies: its stream, its text so far and how it ended."""
+
+    index: int
+    stream: GenerationStream
+    parts: list[str] = field(default_factory=list)
+    tokens: int = 0
+    finished: Finished | None = None
+
+
+class Generation:
+    """The ``n`` choices of one request, run together on the engine."""
+
+    def __init__(self, model: Generator, body: GenerationBody, prompt: list[int]) -> None:
+        self.model = model
+        self.prompt = prompt
+        engine = model.engine()
+        defaults = model.generation
+        grammar = None
+        if isinstance(body, ChatCompletionRequest):
+            response_format = body.response_format
+            if isinstance(response_format, JsonSchemaResponseFormat):
+                grammar = grammar_of(response_format.json_schema.schema_)
+            elif isinstance(response_format, JsonObjectFormat):
+                grammar = json_grammar()
+        self.max_tokens = body.reply_limit or defaults.max_tokens
+        self.choices: list[Choice] = []
+        try:
+            for index in range(body.n):
+                request = GenerationRequest(
+                    prompt,
+                    max_tokens=self.max_tokens,
+                    temperature=defaults.temperature
+                    if body.temperature is None
+                    else body.temperature,
+                    top_p=defaults.top_p if body.top_p is None else body.top_p,
+                    seed=None if body.seed is None else body.seed + index,
+                    stop=body.stops or defaults.stop,
+                    grammar=grammar,
+                )
+                self.choices.append(Choice(index, engine.submit(request)))
+        except BaseException:
+            self.cancel()
+            raise
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.tokens for choice in self.choices)
+
+    def cancel(self) -> None:
+        for choice in self.choices:
+            choice.stream.cancel()
+
+    async def events(self) -> AsyncIterator[tuple[Choice, TextChunk | Finished]]:
+        """Every choice's events as they come, merged."""
+        queue: asyncio.Queue[tuple[Choice, TextChunk | Finished] | BaseException | None]
+        queue = asyncio.Queue()
+
+        async def pump(choice: Choice) -> None:
+            try:
+                async for event in choice.stream:
+                    await queue.put((choice, event))
+            except BaseException as exc:  # the engine closed or failed: end the request
+                await queue.put(exc)
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(choice)) for choice in self.choices]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                item = await queue.get()
+                if item is None:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    choice, event = item
+                    if isinstance(event, TextChunk):
+                        choice.parts.append(event.text)
+                        choice.tokens = event.completion_tokens
+                    else:
+                        choice.tokens = event.completion_tokens
+                        choice.finished = event
+                    yield item
+        finally:
+            self.cancel()
+            for task in tasks:
+                task.cancel()
+
+    def finish_reason(self, choice: Choice) -> FinishReason:
+        finished = choice.finished
+        return "stop" if finished is not None and finished.finish_reason == "stop" else "length"
+
+    def usage(self) -> Usage:
+        completion = self.completion_tokens
+        return Usage(
+            prompt_tokens=len(self.prompt),
+            completion_tokens=completion,
+            total_tokens=len(self.prompt) + completion,
+        )
+
+
+def grammar_of(schema: dict[str, object]) -> str:
+    """The grammar of a response_format's JSON Schema. The converter (llama.cpp's port) takes a
+    subset of JSON Schema and fails in various ways outside it: a 400 naming the parameter."""
+    try:
+        return json_grammar(schema)
+    except Exception as exc:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"response_format.json_schema: this JSON Schema cannot be enforced ({exc!r:.200})",
+            param="response_format",
+        ) from None
