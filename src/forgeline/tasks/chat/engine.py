@@ -46,14 +46,6 @@ from forgeline.tasks.chat.stream import GenerationStream, Job, deliver
 
 logger = logging.getLogger(__name__)
 
-HAND_OVER_WAIT_SECONDS = 0.003
-"""How long the decode loop waits, at most, for event loops to act on a step's text before the
-next step. The streams' Python work (queues, JSON, socket writes) then runs between decodes
-rather than during one: on a CPU that llama.cpp's threads fill, a thread that Python preempts
-mid-decode holds up the others, which spin at the next barrier waiting for it. On the 2-core
-dev machine, a decode step of 8 sequences under HTTP load took about 27 ms with the wait and
-32 ms without (29 ms in-process, with no HTTP at all)."""
-
 
 @dataclass(frozen=True)
 class RequestStats:
@@ -297,7 +289,7 @@ class GenerationEngine:
                 deliver(batcher.drop_cancelled())
                 batcher.admit_waiting()
                 if batcher.running:
-                    _wait_for(deliver(batcher.step()), HAND_OVER_WAIT_SECONDS)
+                    deliver(batcher.step())
             error: BaseException = EngineClosed("the generation engine was closed")
         except BaseException as failure:  # the thread must never die silently
             logger.exception("chat engine decode loop failed")
@@ -352,9 +344,3 @@ class GenerationEngine:
         self._context.free()
         with self._model_lock:
             self._model.free()
-
-
-def _wait_for(flags: list[threading.Event], timeout: float) -> None:
-    deadline = time.perf_counter() + timeout
-    for flag in flags:
-        flag.wait(max(deadline - time.perf_counter(), 0.0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -86,46 +85,19 @@ class GenerationStream:
         self.cancel()
 
 
-ROUNDS_AFTER_HAND_OVER = 4
-"""Rounds of ready callbacks an event loop runs after taking a step's events before the
-engine is told it may go on: enough for a server's streams to pass each event through their
-queues and write it to their sockets (see :meth:`GenerationEngine._run`)."""
-
-
-def deliver(deliveries: Sequence[Delivery]) -> list[threading.Event]:
-    """Hand events to their streams from the engine thread: one wake-up per event loop.
-
-    Returns one flag per loop, set once that loop has taken its events and run
-    :data:`ROUNDS_AFTER_HAND_OVER` more rounds of callbacks (or at once if the loop is closed).
-    """
+def deliver(deliveries: Sequence[Delivery]) -> None:
+    """Hand events to their streams from the engine thread: one wake-up per event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Delivery]] = {}
     for job, event in deliveries:
         by_loop.setdefault(job.loop, []).append((job, event))
-    handled: list[threading.Event] = []
     for loop, items in by_loop.items():
-        flag = threading.Event()
-        handled.append(flag)
         try:
-            loop.call_soon_threadsafe(_put_all, loop, items, flag)
+            loop.call_soon_threadsafe(_put_all, items)
         except RuntimeError:  # the loop is closed: nobody is listening any more
-            flag.set()
             for job, _ in items:
                 job.cancelled = True
-    return handled
 
 
-def _put_all(
-    loop: asyncio.AbstractEventLoop, items: Sequence[Delivery], handled: threading.Event
-) -> None:
+def _put_all(items: Sequence[Delivery]) -> None:
     for job, event in items:
         job.events.put_nowait(event)
-    _set_after(loop, ROUNDS_AFTER_HAND_OVER, handled)
-
-
-def _set_after(loop: asyncio.AbstractEventLoop, rounds: int, flag: threading.Event) -> None:
-    """Set ``flag`` after ``rounds`` more rounds of the loop's ready callbacks: each call_soon
-    runs after every callback already scheduled, those the put events woke included."""
-    if rounds <= 0:
-        flag.set()
-    else:
-        loop.call_soon(_set_after, loop, rounds - 1, flag)
