@@ -12,8 +12,9 @@ Same short support questions, greedy, 128 new tokens at most:
 1, 4, 8 and 16. Printed per row: aggregate completion tokens/s, median per-stream tokens/s,
 time to first token p50/p99, errors, and the ratio to (a); then (c)'s share of (a8). The
 machine's speed drifts by 10% and more over minutes (a shared host), so (a), (a8) and (c) are
-measured one after the other ``--trials`` times, each ratio within a trial, and the goals use
-the median ratio. Each client sends ``--requests`` requests in turn: as clients run out, a batch
+measured in turn: (a) and (a8), then (c), then (a) and (a8) again, ``--trials`` times; each
+ratio divides by the mean of the baselines just before and just after, and the goals use the
+median ratio. Each client sends ``--requests`` requests in turn: as clients run out, a batch
 drains (fewer streams share each step), and more requests per client make that tail a smaller
 share of the run.
 
@@ -353,20 +354,32 @@ def line(name: str, row: Row, baseline: float) -> str:
 
 @dataclass(frozen=True)
 class Trial:
-    """(a), (a8) and (c) measured one after the other: their ratios are taken within a trial,
-    so a slow or fast spell of a shared machine moves both sides of each ratio alike."""
+    """(a) and (a8) measured just before and just after (c): each ratio takes the mean of the
+    two as its baseline, so a slow or fast spell of a shared machine moves both sides alike."""
 
-    one: Row
-    ceiling: Row
+    before: tuple[Row, Row]
     served: dict[int, Row]
+    after: tuple[Row, Row]
+
+    @property
+    def one(self) -> float:
+        return (self.before[0].tokens_per_second + self.after[0].tokens_per_second) / 2
+
+    @property
+    def ceiling(self) -> float:
+        return (self.before[1].tokens_per_second + self.after[1].tokens_per_second) / 2
 
     @property
     def ratios(self) -> tuple[float, float]:
         """(c) conc 1 / (a) and (c) conc 8 / (a8)."""
         return (
-            self.served[1].tokens_per_second / self.one.tokens_per_second,
-            self.served[8].tokens_per_second / self.ceiling.tokens_per_second,
+            self.served[1].tokens_per_second / self.one,
+            self.served[8].tokens_per_second / self.ceiling,
         )
+
+
+def baselines(threads: int) -> tuple[Row, Row]:
+    return in_fresh_process(one_stream, threads), in_fresh_process(batched_ceiling, threads)
 
 
 def main() -> None:
@@ -381,18 +394,17 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     llama_server = llama_server_rows(args.threads, args.requests)
-    trials = [
-        Trial(
-            in_fresh_process(one_stream, args.threads),
-            in_fresh_process(batched_ceiling, args.threads),
-            forgeline_rows(args.threads, args.requests),
-        )
-        for _ in range(args.trials)
-    ]
+    trials = []
+    edge = baselines(args.threads)
+    for _ in range(args.trials):
+        served = forgeline_rows(args.threads, args.requests)
+        after = baselines(args.threads)
+        trials.append(Trial(edge, served, after))
+        edge = after
     # The table shows the trial with the median (c) conc 8 / (a8); the goals use the median
     # of each ratio over the trials.
     shown = sorted(trials, key=lambda trial: trial.ratios[1])[len(trials) // 2]
-    base = shown.one.tokens_per_second
+    base = shown.before[0].tokens_per_second
     print(
         f"SmolLM2-135M Q4_1, {os.cpu_count()} CPUs, threads={args.threads}, "
         f"max_tokens={MAX_TOKENS}, greedy; median of {len(trials)} trials of (a), (a8), (c)"
@@ -401,16 +413,16 @@ def main() -> None:
         f"{'':<30}{'reqs':>5}{'agg t/s':>9}{'strm t/s':>9}{'ttft50':>8}{'ttft99':>8}"
         f"{'errors':>7}{'vs (a)':>9}"
     )
-    print(line("(a) llama-cpp, 1 stream", shown.one, base))
-    print(line("(a8) 8 sequences batched", shown.ceiling, base))
+    print(line("(a) llama-cpp, 1 stream", shown.before[0], base))
+    print(line("(a8) 8 sequences batched", shown.before[1], base))
     for concurrency in CONCURRENCY:
         print(line(f"(b) llama_cpp.server, conc {concurrency}", llama_server[concurrency], base))
     for concurrency in CONCURRENCY:
         print(line(f"(c) forgeline serve, conc {concurrency}", shown.served[concurrency], base))
     for number, trial in enumerate(trials, start=1):
         print(
-            f"trial {number}: (a) {trial.one.tokens_per_second:.1f}, (a8) "
-            f"{trial.ceiling.tokens_per_second:.1f}, (c) conc 1 "
+            f"trial {number}: (a) {trial.one:.1f}, (a8) {trial.ceiling:.1f} (before and after), "
+            f"(c) conc 1 "
             f"{trial.served[1].tokens_per_second:.1f}, conc 8 "
             f"{trial.served[8].tokens_per_second:.1f} tokens/s; ratios "
             f"{trial.ratios[0]:.2f}, {trial.ratios[1]:.2f}"
