@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from forgeline.tasks.chat._native import NativeContext, NativeModel
@@ -54,14 +54,18 @@ class _Sequence:
         return self.position < len(self.job.prompt)
 
 
+def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
+    """How many leading tokens the two sequences share."""
+    for index, (a, b) in enumerate(zip(first, second, strict=False)):
+        if a != b:
+            return index
+    return min(len(first), len(second))
+
+
 def _shared_prefix(cached: list[int], prompt: list[int]) -> int:
     """How many of ``prompt``'s tokens can come from ``cached``: their common prefix, less at
     least the prompt's last token, whose logits the first sampled token needs."""
-    limit = min(len(cached), len(prompt) - 1)
-    for index in range(limit):
-        if cached[index] != prompt[index]:
-            return index
-    return max(limit, 0)
+    return max(min(common_prefix_length(cached, prompt), len(prompt) - 1), 0)
 
 
 class Batcher:

@@ -32,7 +32,7 @@ from forgeline.tasks.chat._native import (
     SamplerChain,
     SamplingSettings,
 )
-from forgeline.tasks.chat.batcher import Batcher
+from forgeline.tasks.chat.batcher import Batcher, common_prefix_length
 from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate
 from forgeline.tasks.chat.request import (
     ContextLengthExceeded,
@@ -273,10 +273,7 @@ class GenerationEngine:
             # request that sends it gets the template's error itself
             logger.debug("no shared opening to preload", exc_info=True)
             return []
-        shared = next(
-            (i for i, (x, y) in enumerate(zip(first, second, strict=False)) if x != y),
-            min(len(first), len(second)),
-        )
+        shared = common_prefix_length(first, second)
         return first[:shared] if shared < self.n_ctx_per_sequence else []
 
     # ----- engine thread
