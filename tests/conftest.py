@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from forgeline.db import Database
+from forgeline.encoders.runtime import TorchEncoder
 from forgeline.tasks.text_classification.model import Fallback, TextClassifier
-from forgeline.tasks.text_classification.runtime import TorchEncoder
 from tests.databases import database_urls, disposable_database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -52,6 +52,7 @@ def test_config_schema_is_json_schema(tmp_path: Path) -> None:
         "text-classification",
         "tabular-classification",
         "chat",
+        "token-classification",
     }
     text = schema["$defs"]["TextClassificationConfig"]
     assert {"name", "task", "data"} <= set(text["required"])

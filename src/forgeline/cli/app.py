@@ -77,7 +77,7 @@ app.command()(chat)
 app.command()(generate)
 
 
-TEMPLATES = ("text-classification", "tabular-classification", "chat")
+TEMPLATES = ("text-classification", "token-classification", "tabular-classification", "chat")
 
 
 @app.command()

@@ -36,21 +36,28 @@ def metric_rows(metrics: dict[str, Any], float_format: str) -> list[tuple[str, s
     ]
 
 
+def _describe_item(item: Any) -> str:
+    """A reason code as feature=value, an entity as type 'text' (start-end, score)."""
+    if isinstance(item, dict) and "feature" in item:
+        return f"{item.get('feature')}={item.get('value')}"
+    if isinstance(item, dict) and {"type", "text", "start", "end"} <= item.keys():
+        score = f", {item['score']:.3f}" if isinstance(item.get("score"), float) else ""
+        return f"{item['type']} {item['text']!r} ({item['start']}-{item['end']}{score})"
+    return str(item)
+
+
 def describe_prediction(prediction: dict[str, Any]) -> str:
-    """One line for a person: the label, then each other field, nested ones summarised."""
-    parts = [f"[bold]{escape(str(prediction['label']))}[/bold]"]
+    """One line for a person: the label (if any) in bold, then each other field, nested ones
+    summarised."""
+    parts = [f"[bold]{escape(str(prediction['label']))}[/bold]"] if "label" in prediction else []
     for key, value in prediction.items():
         if key == "label":
             continue
         if isinstance(value, dict):  # e.g. probabilities per label: the top three
             top = sorted(value.items(), key=lambda kv: -kv[1])[:3]
             shown = ", ".join(f"{k} {v:.3f}" for k, v in top)
-        elif isinstance(value, list):  # e.g. reason codes
-            shown = ", ".join(
-                f"{r.get('feature')}={r.get('value')}" if isinstance(r, dict) else str(r)
-                for r in value
-            )
-            shown = shown or "none"
+        elif isinstance(value, list):  # e.g. reason codes, entities
+            shown = "; ".join(_describe_item(item) for item in value) or "none"
         elif isinstance(value, float):
             shown = f"{value:.4g}"
         else:

@@ -4,7 +4,7 @@ default, how its engine serves concurrent requests, and the conversations it is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -56,6 +56,9 @@ class ChatDataConfig(Section):
     validation: Path | None = Field(None, description="Held out for choosing (.jsonl).")
     test: Path | None = Field(None, description="Held out for `forgeline evaluate` (.jsonl).")
     split: SplitConfig = SplitConfig()
+
+    suffixes: ClassVar[tuple[str, ...]] = (".jsonl",)
+    """The file types the task reads."""
 
     @model_validator(mode="after")
     def _some_conversations(self) -> Self:

@@ -10,7 +10,6 @@ import yaml
 from pydantic import ValidationError
 
 from forgeline.config.schema import PROJECT_CONFIG, AnyTaskConfig
-from forgeline.data.io import SUPPORTED_SUFFIXES
 from forgeline.errors import ConfigError
 
 PROJECT_FILE = "forgeline.yaml"
@@ -131,14 +130,15 @@ def load_project(config: Path | None = None, *, check_files: bool = True) -> Pro
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}:{where} not valid YAML: {problem}") from None
     project = Project(config=parse_config(raw, path), root=path.parent.resolve(), config_file=path)
-    if check_files:
+    data = project.config.data
+    if check_files and data is not None:
         for field, file in project.data_files().items():
             shown = project.written_data_files()[field]
             if not file.is_file():
                 raise ConfigError(f"{path}: data.{field}: no such file '{shown}'")
-            if file.suffix.lower() not in SUPPORTED_SUFFIXES:
+            if file.suffix.lower() not in data.suffixes:
                 raise ConfigError(
                     f"{path}: data.{field}: unsupported file type '{file.suffix}' in '{shown}'; "
-                    f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+                    f"use one of {', '.join(data.suffixes)}"
                 )
     return project

@@ -10,81 +10,19 @@ directory of the config file and checks that they exist before any work starts.
 
 from __future__ import annotations
 
-import codecs
-from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, field_validator, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from forgeline.config.chat import ChatConfig
-from forgeline.config.project import ProjectBase, SplitConfig
+from forgeline.config.data_files import TableFiles
+from forgeline.config.encoder import CompressConfig, TrainingConfig
+from forgeline.config.entities import TokenClassificationConfig
+from forgeline.config.project import ProjectBase
 from forgeline.config.sections import Section
-from forgeline.data.io import TextFormat
 
 
-class BandConfig(Section):
-    """A numeric column cut into bands, e.g. ages 18-25, 25-35, ... for a fairness audit."""
-
-    column: str = Field(min_length=1, description="The numeric column to band.")
-    edges: list[float] = Field(min_length=1, description="Band edges, increasing.")
-
-    @model_validator(mode="after")
-    def _increasing(self) -> BandConfig:
-        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
-            raise ValueError("edges must be strictly increasing")
-        return self
-
-
-class _DataFiles(Section):
-    train: Path = Field(description="Training data: a .csv, .jsonl or .parquet file.")
-    validation: Path | None = Field(
-        None,
-        description="Validation data used for early stopping; split from train if absent "
-        "(seeded, stratified).",
-    )
-    test: Path | None = Field(
-        None, description="Held-out test data for `forgeline evaluate`; split from train if absent."
-    )
-    split: SplitConfig = SplitConfig()
-    delimiter: str | None = Field(
-        None,
-        min_length=1,
-        max_length=1,
-        description="What separates CSV columns; detected (comma, semicolon, tab or pipe) if absent.",
-    )
-    encoding: str = Field(
-        "utf-8",
-        description="The text encoding of CSV and JSONL files, e.g. latin-1 or cp1252 (a UTF-8 "
-        "byte-order mark is accepted).",
-    )
-    sensitive: list[str] = Field(
-        default_factory=list,
-        description="Columns (or bands) to audit for fairness: per-group metrics in the report.",
-    )
-    bands: dict[str, BandConfig] = Field(
-        default_factory=dict,
-        description="Named bands of numeric columns, usable in `sensitive` (e.g. age_band).",
-    )
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding '{value}' (e.g. utf-8, latin-1, cp1252)") from None
-        return value
-
-    def text_format(self) -> TextFormat:
-        return TextFormat(encoding=self.encoding, delimiter=self.delimiter)
-
-    def files(self) -> dict[str, Path]:
-        """The data files by config field, for existence checks and fingerprints."""
-        named = {"train": self.train, "validation": self.validation, "test": self.test}
-        return {field: path for field, path in named.items() if path is not None}
-
-
-class TextDataConfig(_DataFiles):
+class TextDataConfig(TableFiles):
     text_column: str = Field("text", min_length=1)
     label_column: str = Field("label", min_length=1)
 
@@ -92,7 +30,7 @@ class TextDataConfig(_DataFiles):
 ColumnKind = Literal["numeric", "categorical", "boolean"]
 
 
-class TabularDataConfig(_DataFiles):
+class TabularDataConfig(TableFiles):
     target: str = Field(min_length=1, description="The column to predict.")
     positive: str | None = Field(
         None,
@@ -124,22 +62,6 @@ class TabularDataConfig(_DataFiles):
     )
 
 
-class TrainingConfig(Section):
-    epochs: float = Field(3, gt=0, le=100)
-    learning_rate: float = Field(1e-4, gt=0, lt=1)
-    batch_size: int = Field(32, ge=1, le=4096)
-    max_length: int = Field(64, ge=8, le=512, description="Longer inputs are truncated.")
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0, lt=1)
-    early_stopping_patience: int = Field(
-        2, ge=1, description="Epochs without a better validation macro-F1 before stopping."
-    )
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto uses CUDA when available, else the CPU."
-    )
-
-
 class FallbackConfig(Section):
     """Out-of-scope handling: low-confidence predictions come back as ``label``."""
 
@@ -164,21 +86,6 @@ class FallbackConfig(Section):
         if isinstance(self.threshold, float) and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be between 0 and 1, or 'auto' (got {self.threshold})")
         return self
-
-
-class CompressConfig(Section):
-    """`forgeline compress`: ONNX export and int8 quantization, each checked before use."""
-
-    max_metric_drop: float = Field(
-        0.01,
-        ge=0,
-        le=1,
-        description="Refuse the int8 model if validation macro-F1 drops by more than this.",
-    )
-    max_logit_difference: float = Field(
-        1e-3, gt=0, description="Refuse the ONNX export if a logit differs more than this."
-    )
-    per_channel: bool = Field(True, description="Quantize weights per output channel.")
 
 
 class TextClassificationConfig(ProjectBase):
@@ -263,7 +170,9 @@ class TabularClassificationConfig(ProjectBase):
         return self.model.kind
 
 
-AnyTaskConfig = TextClassificationConfig | TabularClassificationConfig | ChatConfig
+AnyTaskConfig = (
+    TextClassificationConfig | TabularClassificationConfig | ChatConfig | TokenClassificationConfig
+)
 """A Forgeline project: one model, its data, how to train it and how to serve it."""
 
 PROJECT_CONFIG: TypeAdapter[AnyTaskConfig] = TypeAdapter(

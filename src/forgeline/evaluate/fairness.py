@@ -32,7 +32,7 @@ from fairlearn.metrics import (
 from numpy.typing import NDArray
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from forgeline.config.schema import BandConfig
+from forgeline.config.data_files import BandConfig
 from forgeline.data.io import Table
 from forgeline.data.values import is_missing, parse_number
 from forgeline.errors import DataError

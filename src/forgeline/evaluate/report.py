@@ -10,7 +10,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from forgeline.tasks.base import Evaluation
+from forgeline.tasks.base import Evaluation, MarkedText
 
 _ENVIRONMENT = Environment(
     loader=PackageLoader("forgeline.evaluate", "."),
@@ -27,6 +27,20 @@ def _table_html(frame: pd.DataFrame) -> Markup:
     return Markup(formatted.to_html(index=False, border=0, classes="table", escape=True))
 
 
+def _pieces(marked: MarkedText) -> list[tuple[str, str | None]]:
+    """The text cut at its spans' edges: (piece, label or None). The template escapes pieces."""
+    pieces: list[tuple[str, str | None]] = []
+    position = 0
+    for start, end, label in marked.spans:
+        if start > position:
+            pieces.append((marked.text[position:start], None))
+        pieces.append((marked.text[start:end], label))
+        position = end
+    if position < len(marked.text):
+        pieces.append((marked.text[position:], None))
+    return pieces
+
+
 def write_report(evaluation: Evaluation, path: Path, *, title: str) -> None:
     sections = [
         {
@@ -34,6 +48,7 @@ def write_report(evaluation: Evaluation, path: Path, *, title: str) -> None:
             "paragraphs": section.paragraphs,
             "tables": [_table_html(t) for t in section.tables],
             "figures": [base64.b64encode(png).decode("ascii") for png in section.figures_png],
+            "marked": [(m.caption, _pieces(m)) for m in section.marked_texts],
         }
         for section in evaluation.sections
     ]

@@ -44,13 +44,25 @@ class DataSplits:
 
 
 @dataclass(frozen=True)
+class MarkedText:
+    """A text with labelled character spans the report highlights (e.g. entities)."""
+
+    caption: str
+    text: str
+    spans: list[tuple[int, int, str]]
+    """(start, end, label), in order and not overlapping."""
+
+
+@dataclass(frozen=True)
 class ReportSection:
-    """A part of the HTML report: a heading, optional paragraphs, tables and figures."""
+    """A part of the HTML report: a heading, optional paragraphs, tables, figures and texts
+    with highlighted spans."""
 
     title: str
     paragraphs: list[str] = field(default_factory=list)
     tables: list[pd.DataFrame] = field(default_factory=list)
     figures_png: list[bytes] = field(default_factory=list)
+    marked_texts: list[MarkedText] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from forgeline.tasks.base import Task
 from forgeline.tasks.chat import ChatModel
 from forgeline.tasks.tabular import TabularClassifier
 from forgeline.tasks.text_classification import TextClassifier
+from forgeline.tasks.token_classification import TokenClassifier
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (TextClassifier, TabularClassifier, ChatModel)
+    task.name: task for task in (TextClassifier, TabularClassifier, ChatModel, TokenClassifier)
 }
 
 

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import f1_score
 
-from forgeline.compress import export_onnx
-from forgeline.config.schema import CompressConfig
+from forgeline.compress import export_onnx, gate
+from forgeline.config.encoder import CompressConfig
+from forgeline.encoders.runtime import OnnxEncoder
 from forgeline.errors import CompressionRefused, NotSupportedError
 from forgeline.tasks.base import DataSplits
 from forgeline.tasks.text_classification import TextClassifier, compression
-from forgeline.tasks.text_classification.runtime import OnnxEncoder
 
 TEXTS = ["refund my order please", "where is my parcel", "my password does not work", "hi"] * 5
 LABELS = ["refund", "shipping", "account", "account"] * 5
@@ -62,11 +63,14 @@ def test_quantization_that_costs_accuracy_is_refused(
         other.classifier.weight.copy_(other.classifier.weight.roll(1, dims=0))
         other.classifier.bias.copy_(other.classifier.bias.roll(1, dims=0))
     damaged = export_onnx(other, untrained_classifier.tokenizer)
-    monkeypatch.setattr(compression, "quantize_int8", lambda model, per_channel: damaged)
-    before = compression._macro_f1(untrained_classifier, TEXTS, labels)
-    after = compression._macro_f1(
-        untrained_classifier.with_encoder(OnnxEncoder(damaged)), TEXTS, labels
-    )
+    monkeypatch.setattr(gate, "quantize_int8", lambda model, per_channel: damaged)
+
+    def macro_f1(model: TextClassifier) -> float:
+        predicted = model.predicted_labels(model.predict_proba(TEXTS))
+        return float(f1_score(labels, predicted, average="macro", zero_division=0))
+
+    before = macro_f1(untrained_classifier)
+    after = macro_f1(untrained_classifier.with_encoder(OnnxEncoder(damaged)))
     assert before > after, "the stand-in must really be worse for this test to mean anything"
     with pytest.raises(
         CompressionRefused,

@@ -43,7 +43,7 @@ def test_inputs_from_table_names_the_bad_row(untrained_classifier: TextClassifie
 
 
 def test_evaluation_audits_sensitive_groups(untrained_classifier: TextClassifier) -> None:
-    from forgeline.config.schema import BandConfig
+    from forgeline.config.data_files import BandConfig
     from forgeline.tasks.text_classification.model import FairnessAudit
 
     data = pd.DataFrame(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from forgeline.config.schema import BandConfig, ScorecardConfig
+from forgeline.config.data_files import BandConfig
+from forgeline.config.schema import ScorecardConfig
 from forgeline.tasks.tabular.columns import Column
 from forgeline.tasks.tabular.derived import check_expression
 

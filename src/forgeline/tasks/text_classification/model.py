@@ -12,23 +12,18 @@ from typing import Any, ClassVar, Self, cast
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from transformers import AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
-from forgeline.config.schema import BandConfig
+from forgeline.config.data_files import BandConfig
+from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder
 from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
 from forgeline.tasks.text_classification.fallback import apply_threshold
-from forgeline.tasks.text_classification.runtime import (
-    Encoder,
-    TorchEncoder,
-    batched_logits,
-    class_probabilities,
-    load_encoder,
-)
+from forgeline.tasks.text_classification.inference import batched_logits, class_probabilities
 
 # Transformers' own bars (weight loading, shard writing) are noise next to Forgeline's output.
 hf_logging.disable_progress_bar()
@@ -147,7 +142,7 @@ class TextClassifier:
     @classmethod
     def load(cls, directory: Path) -> Self:
         settings = json.loads((directory / TASK_FILE).read_text(encoding="utf-8"))
-        encoder = load_encoder(directory)
+        encoder = load_encoder(directory, AutoModelForSequenceClassification)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         fallback = settings["fallback"]
         metrics_file = directory / "metrics.json"

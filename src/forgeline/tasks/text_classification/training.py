@@ -12,19 +12,14 @@ from typing import Any, cast
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    EarlyStoppingCallback,
     EvalPrediction,
     PreTrainedModel,
     ProgressCallback,
     Trainer,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
     TrainingArguments,
     set_seed,
 )
@@ -32,6 +27,13 @@ from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
+from forgeline.encoders.runtime import TorchEncoder
+from forgeline.encoders.training import (
+    EarlyStopping,
+    KeepBestWeights,
+    TrainingProgress,
+    use_cpu,
+)
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.text_classification.data import LABEL, TEXT
 from forgeline.tasks.text_classification.fallback import (
@@ -39,7 +41,7 @@ from forgeline.tasks.text_classification.fallback import (
     choose_threshold,
     in_scope_accuracy_and_fallback_recall,
 )
-from forgeline.tasks.text_classification.runtime import TorchEncoder, class_probabilities
+from forgeline.tasks.text_classification.inference import class_probabilities
 
 
 @dataclass
@@ -68,47 +70,6 @@ class _EncodedTexts(torch.utils.data.Dataset[dict[str, Any]]):
         return item
 
 
-class _Progress(TrainerCallback):
-    """One progress bar for training and a line per epoch with the validation scores.
-
-    Replaces Trainer's ProgressCallback, which also prints every raw log dictionary.
-    """
-
-    def __init__(self) -> None:
-        self._bar: tqdm[Any] | None = None
-
-    def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        self._bar = tqdm(total=state.max_steps, desc="training", unit="step", dynamic_ncols=True)
-
-    def on_step_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        if self._bar is not None:
-            self._bar.update(state.global_step - self._bar.n)
-
-    def on_evaluate(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        metrics: dict[str, float] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if metrics and self._bar is not None:
-            self._bar.write(
-                f"epoch {state.epoch:.0f}: validation macro-F1 {metrics.get('eval_macro_f1', 0):.4f}, "
-                f"accuracy {metrics.get('eval_accuracy', 0):.4f}, loss {metrics.get('eval_loss', 0):.4f}"
-            )
-
-    def on_train_end(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     predicted = np.asarray(prediction.predictions).argmax(axis=-1)
     truth = np.asarray(prediction.label_ids)
@@ -116,15 +77,6 @@ def _compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         "accuracy": float(accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
     }
-
-
-def _use_cpu(choice: str) -> bool:
-    """Whether to run on the CPU only."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        from forgeline.errors import ConfigError
-
-        raise ConfigError("training.device: cuda requested but no CUDA device is available")
-    return choice == "cpu" or not torch.cuda.is_available()
 
 
 def train_text_classifier(project: Project, data: DataSplits, notify: Notify) -> TrainedText:
@@ -167,18 +119,17 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
             # Batches of similar lengths: far less padding, about 4x faster on short texts.
             train_sampling_strategy="group_by_length",
             eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=2,
-            load_best_model_at_end=True,
+            save_strategy="no",  # the best weights are kept in memory (KeepBestWeights)
             metric_for_best_model="macro_f1",
             greater_is_better=True,
             logging_strategy="no",
             report_to=[],
             seed=settings.seed,
             data_seed=settings.seed,
-            use_cpu=_use_cpu(settings.device),
+            use_cpu=use_cpu(settings.device),
             dataloader_num_workers=0,
         )
+        best = KeepBestWeights("eval_macro_f1")
         trainer = Trainer(
             model=model,
             args=args,
@@ -187,8 +138,11 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_metrics=_compute_metrics,
             callbacks=[
-                EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience),
-                _Progress(),
+                EarlyStopping(early_stopping_patience=settings.early_stopping_patience),
+                best,
+                TrainingProgress(
+                    {"eval_macro_f1": "macro-F1", "eval_accuracy": "accuracy", "eval_loss": "loss"}
+                ),
             ],
         )
         trainer.remove_callback(ProgressCallback)
@@ -197,11 +151,10 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
         train_seconds = time.perf_counter() - started
         state = trainer.state
         if state.epoch is not None and state.epoch < settings.epochs - 1e-6:
-            best_epoch = (state.best_global_step or 0) * settings.epochs / max(state.max_steps, 1)
             notify(
                 f"stopped early after epoch {state.epoch:.0f} of {settings.epochs:g}: validation "
                 f"macro-F1 did not improve for {settings.early_stopping_patience} epoch(s); "
-                f"keeping epoch {best_epoch:.0f} (macro-F1 {state.best_metric or 0:.4f})"
+                f"keeping epoch {best.best_epoch or 0:.0f} (macro-F1 {best.best_score or 0:.4f})"
             )
     finally:
         shutil.rmtree(checkpoints, ignore_errors=True)

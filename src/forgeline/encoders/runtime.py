@@ -1,23 +1,34 @@
-"""What runs the network at prediction time: PyTorch, or ONNX Runtime once a model is compressed.
+"""What runs an encoder network at prediction time: PyTorch, or ONNX Runtime once a model is
+compressed.
 
-Both take the tokenizer's NumPy arrays and return logits, so tokenisation, batching, softmax and
-the fallback threshold are shared and the two runtimes cannot drift apart.
+Both take the tokenizer's NumPy arrays and return logits (one row per text for a classifier, one
+per token for a tagger), so everything around the network is shared by the two runtimes and
+they cannot drift apart.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import PreTrainedModel
 
 ONNX_FILE = "model.onnx"
 PREDICT_BATCH_SIZE = 64
+
+
+class PretrainedLoader(Protocol):
+    """A transformers auto class (``AutoModelForSequenceClassification``, ...)."""
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: Any, *model_args: Any, **kwargs: Any
+    ) -> Any: ...
 
 
 class Encoder(Protocol):
@@ -47,11 +58,9 @@ class TorchEncoder:
         self.model.save_pretrained(directory, safe_serialization=True)
 
     @classmethod
-    def load(cls, directory: Path) -> TorchEncoder:
+    def load(cls, directory: Path, architecture: type[PretrainedLoader]) -> TorchEncoder:
         # use_safetensors=True: never fall back to a pickled pytorch_model.bin.
-        return cls(
-            AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
-        )
+        return cls(architecture.from_pretrained(directory, use_safetensors=True))
 
 
 def usable_cores() -> int:
@@ -98,37 +107,14 @@ class OnnxEncoder:
         return cls((directory / ONNX_FILE).read_bytes())
 
 
-def load_encoder(directory: Path) -> Encoder:
+def load_encoder(directory: Path, architecture: type[PretrainedLoader]) -> Encoder:
+    """The saved model: ONNX when a compressed version, else PyTorch weights of ``architecture``."""
     if (directory / ONNX_FILE).is_file():
         return OnnxEncoder.load(directory)
-    return TorchEncoder.load(directory)
-
-
-def batched_logits(
-    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, num_labels: int
-) -> NDArray[np.float32]:
-    """Logits in input order, computed in length-sorted batches to cut padding."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    result = np.zeros((len(texts), num_labels), dtype=np.float32)
-    for start in range(0, len(order), PREDICT_BATCH_SIZE):
-        batch = order[start : start + PREDICT_BATCH_SIZE]
-        encoded = tokenizer(
-            [texts[i] for i in batch],
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_tensors="np",
-        )
-        result[batch] = encoder.logits(dict(encoded))
-    return result
+    return TorchEncoder.load(directory, architecture)
 
 
 def softmax(logits: NDArray[np.float32]) -> NDArray[np.float32]:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=np.float32)
-
-
-def class_probabilities(
-    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, num_labels: int
-) -> NDArray[np.float32]:
-    return softmax(batched_logits(encoder, tokenizer, texts, max_length, num_labels))
+    """Probabilities over the last axis (classes), computed stably."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True), dtype=np.float32)

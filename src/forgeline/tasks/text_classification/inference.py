@@ -1,0 +1,36 @@
+"""Class probabilities of a batch of texts from either runtime (see :mod:`forgeline.encoders`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from forgeline.encoders.runtime import PREDICT_BATCH_SIZE, Encoder, softmax
+
+
+def batched_logits(
+    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, num_labels: int
+) -> NDArray[np.float32]:
+    """Logits in input order, computed in length-sorted batches to cut padding."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    result = np.zeros((len(texts), num_labels), dtype=np.float32)
+    for start in range(0, len(order), PREDICT_BATCH_SIZE):
+        batch = order[start : start + PREDICT_BATCH_SIZE]
+        encoded = tokenizer(
+            [texts[i] for i in batch],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="np",
+        )
+        result[batch] = encoder.logits(dict(encoded))
+    return result
+
+
+def class_probabilities(
+    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, num_labels: int
+) -> NDArray[np.float32]:
+    return softmax(batched_logits(encoder, tokenizer, texts, max_length, num_labels))
