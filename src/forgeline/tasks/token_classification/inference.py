@@ -32,24 +32,32 @@ def window_logits(
     return result
 
 
-def word_probabilities(
-    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, stride: int
-) -> tuple[Tokenized, list[NDArray[np.float32]]]:
-    """The texts' words and, per text, the tag probabilities of each word (``[words, tags]``)."""
-    tokenized = tokenize(tokenizer, texts, max_length, stride)
-    logits = window_logits(encoder, tokenizer, tokenized.windows)
+def word_logits(
+    tokenized: Tokenized, logits: Sequence[NDArray[np.float32]]
+) -> list[NDArray[np.float32]]:
+    """Per text, each word's logits (``[words, tags]``): those of its first sub-token in the
+    window where that token sits furthest from an edge."""
     tags = logits[0].shape[1] if logits else 0
-    chosen: list[dict[int, tuple[int, NDArray[np.float32]]]] = [{} for _ in texts]
+    chosen: list[dict[int, tuple[int, NDArray[np.float32]]]] = [{} for _ in tokenized.words]
     for window, window_rows in zip(tokenized.windows, logits, strict=True):
         best = chosen[window.text_index]
         for word, position in window.first_tokens.items():
             centrality = window.centrality(position)
             if word not in best or centrality > best[word][0]:
                 best[word] = (centrality, window_rows[position])
-    probabilities = []
+    merged = []
     for words, best in zip(tokenized.words, chosen, strict=True):
         rows = np.zeros((len(words), tags), dtype=np.float32)
         for word, (_, row) in best.items():
             rows[word] = row
-        probabilities.append(softmax(rows) if len(words) else rows)
-    return tokenized, probabilities
+        merged.append(rows)
+    return merged
+
+
+def word_probabilities(
+    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, stride: int
+) -> tuple[Tokenized, list[NDArray[np.float32]]]:
+    """The texts' words and, per text, the tag probabilities of each word (``[words, tags]``)."""
+    tokenized = tokenize(tokenizer, texts, max_length, stride)
+    merged = word_logits(tokenized, window_logits(encoder, tokenizer, tokenized.windows))
+    return tokenized, [softmax(rows) if len(rows) else rows for rows in merged]
