@@ -22,6 +22,7 @@ from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder
 from forgeline.errors import InputError, NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.token_classification.data import TEXT, prepare_entity_data
+from forgeline.tasks.token_classification.decoding import best_tags
 from forgeline.tasks.token_classification.inference import window_logits, word_probabilities
 from forgeline.tasks.token_classification.tagging import (
     OUTSIDE,
@@ -256,7 +257,7 @@ class TokenClassifier:
         )
         found = []
         for words, rows in zip(tokenized.words, probabilities, strict=True):
-            best = rows.argmax(axis=1) if len(words) else np.zeros(0, dtype=np.int64)
+            best = best_tags(rows, self._tags)
             tags = [self._tags[i] for i in best]
             scores = [float(rows[i, j]) for i, j in enumerate(best)]
             entities = entities_from_tags(words, tags, scores)

@@ -30,6 +30,7 @@ from transformers.utils import logging as hf_logging
 from forgeline.base_models import resolve_base_model
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.load import Project
+from forgeline.encoders.runtime import softmax
 from forgeline.encoders.training import (
     EarlyStopping,
     KeepBestWeights,
@@ -38,6 +39,7 @@ from forgeline.encoders.training import (
 )
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.token_classification.data import ENTITIES, TEXT, entity_types
+from forgeline.tasks.token_classification.decoding import best_tags
 from forgeline.tasks.token_classification.tagging import OUTSIDE, Window, tags_for_spans, tokenize
 
 IGNORED = -100
@@ -93,14 +95,16 @@ def labelled_windows(
 
 
 def _entity_f1(tags: list[str]) -> Any:
+    """Validation entity F1 per window, decoded as predictions are (:func:`best_tags`)."""
+
     def compute(prediction: EvalPrediction) -> dict[str, float]:
-        predicted = np.asarray(prediction.predictions).argmax(axis=-1)
+        logits = np.asarray(prediction.predictions)
         truth = np.asarray(prediction.label_ids)
         gold_rows, predicted_rows = [], []
-        for gold, guess in zip(truth, predicted, strict=True):
+        for gold, window in zip(truth, logits, strict=True):
             kept = gold != IGNORED
             gold_rows.append([tags[i] for i in gold[kept]])
-            predicted_rows.append([tags[i] for i in guess[kept]])
+            predicted_rows.append([tags[i] for i in best_tags(softmax(window[kept]), tags)])
         score = f1_score(gold_rows, predicted_rows, mode="strict", scheme=IOB2, zero_division=0)
         return {"entity_f1": float(score)}
 
