@@ -61,6 +61,11 @@ def test_scores_match_a_hand_computation() -> None:
     assert (city["precision"], city["recall"]) == (0.5, 1.0)
     assert city["f1"] == pytest.approx(2 / 3)
     assert (org["precision"], org["support"]) == (0, 0)
+    assert [(t["support"], t["predicted"], t["correct"]) for t in (person, city, org)] == [
+        (3, 1, 0),
+        (1, 2, 1),
+        (0, 1, 0),
+    ]
     assert metrics["entity_macro_f1"] == pytest.approx((0 + 2 / 3 + 0) / 3)
     # Words: 4 of 6 tags right in the first text, 3 of 5 in the second.
     assert metrics["token_accuracy"] == pytest.approx(7 / 11)

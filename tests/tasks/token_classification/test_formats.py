@@ -362,3 +362,9 @@ def test_reads_the_shared_pii_data_set() -> None:
         assert all(end <= start for end, start in zip(ends, starts[1:], strict=False))
     first = examples[0]
     assert _covered(first)[0] == ("Persint", "ORGANIZATION")
+
+
+def test_a_line_with_another_number_of_columns_is_an_error() -> None:
+    Path("shifted.conll").write_text("Anna\tNNP\tB-PER\nLopez\tI-PER\n\nhi\tUH\tO\n")
+    with pytest.raises(DataError, match=r"shifted.conll, line 2: 2 columns where line 1 has 3"):
+        read_labelled_texts(Path("shifted.conll"), TextFormat())

@@ -92,7 +92,16 @@ def error_kinds(
     return kinds, pairs
 
 
-def _per_type_table(report: dict[str, Any]) -> pd.DataFrame:
+def _per_type_table(report: dict[str, Any], tagged: Tagged) -> pd.DataFrame:
+    """seqeval's scores per type, with the counts behind them (so that scores over any group
+    of types can be computed from the metrics file)."""
+    predicted: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
+    for gold, guess in zip(tagged.gold, tagged.predicted, strict=True):
+        gold_spans = set(spans_from_iob2(gold))
+        for span in spans_from_iob2(guess):
+            predicted[span[2]] += 1
+            correct[span[2]] += span in gold_spans
     rows = [
         {
             "type": name,
@@ -100,6 +109,8 @@ def _per_type_table(report: dict[str, Any]) -> pd.DataFrame:
             "recall": float(scores["recall"]),
             "f1": float(scores["f1-score"]),
             "support": int(scores["support"]),
+            "predicted": predicted[name],
+            "correct": correct[name],
         }
         for name, scores in report.items()
     ]
@@ -136,7 +147,7 @@ def evaluate_token_classifier(model: TokenClassifier, data: pd.DataFrame) -> Eva
         pairs.update(paired)
     micro = averages.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
     macro = averages.get("macro avg", {"f1-score": 0.0})
-    per_type = _per_type_table(report)
+    per_type = _per_type_table(report, tagged)
     metrics: dict[str, Any] = {
         "examples": len(data),
         "entity_precision": float(micro["precision"]),

@@ -141,8 +141,10 @@ def _fields(line: str) -> list[str]:
 
 
 def _token_sentence(
-    name: str, sentence: list[tuple[int, str]], problems: list[str]
+    name: str, sentence: list[tuple[int, str]], columns: dict[str, int], problems: list[str]
 ) -> LabelledText | None:
+    """One sentence; ``columns`` holds the first token line's column count and number, which
+    every line must match (a line with another count is a shifted or stray column)."""
     tokens: list[str] = []
     tags: list[str] = []
     where: list[str] = []
@@ -151,6 +153,14 @@ def _token_sentence(
         if len(fields) < 2:
             problems.append(
                 f"{name}, line {number}: expected a token and a tag separated by a tab or spaces"
+            )
+            continue
+        columns.setdefault("count", len(fields))
+        columns.setdefault("line", number)
+        if len(fields) != columns["count"]:
+            problems.append(
+                f"{name}, line {number}: {len(fields)} columns where line {columns['line']} "
+                f"has {columns['count']} (the token first, the tag last)"
             )
             continue
         tokens.append(fields[0])
@@ -298,7 +308,10 @@ def read_labelled_texts(
     examples: list[LabelledText | None]
     if suffix in TOKEN_PER_LINE_SUFFIXES:
         name = display_path(path)
-        examples = [_token_sentence(name, sentence, problems) for sentence in _sentences(text)]
+        columns: dict[str, int] = {}
+        examples = [
+            _token_sentence(name, sentence, columns, problems) for sentence in _sentences(text)
+        ]
     else:
         examples = [
             _span_record(record, where, text_field, entities_field, problems)
