@@ -44,8 +44,8 @@ class EntityTrainingConfig(TrainingConfig):
 
     @model_validator(mode="after")
     def _windows_move_forward(self) -> Self:
-        # Each window must add new tokens: the tokenizer refuses a stride that is not below
-        # the room a window has once its two special tokens are in.
+        # Each window must move on by at least half its length (the room left once its two
+        # special tokens are in): a longer overlap re-reads most tokens for little more context.
         if self.stride >= (self.max_length - 2) // 2:
             raise ValueError(
                 f"stride ({self.stride}) must be less than half of max_length - 2 "

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import (
     EarlyStoppingCallback,
+    EvalPrediction,
+    PreTrainedModel,
+    ProgressCallback,
+    Trainer,
     TrainerCallback,
     TrainerControl,
     TrainerState,
     TrainingArguments,
 )
 
+from forgeline.config.encoder import TrainingConfig
 from forgeline.errors import ConfigError
+from forgeline.tasks.base import Notify
 
 
 class TrainingProgress(TrainerCallback):
@@ -114,3 +126,90 @@ class EarlyStopping(EarlyStoppingCallback):
     ) -> None:
         if args.metric_for_best_model is None:
             raise ValueError("early stopping needs metric_for_best_model")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The validation score that picks the best epoch: its key in ``compute_metrics``'s result
+    (``macro_f1``) and its name for people (``macro-F1``)."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    model: PreTrainedModel
+    """With the weights of the best validation epoch, in evaluation mode."""
+    seconds: float
+    epochs_run: float
+    best_score: float
+
+
+def fine_tune(
+    model: PreTrainedModel,
+    settings: TrainingConfig,
+    data: tuple[Dataset[Any], Dataset[Any]],
+    collator: Any,
+    compute_metrics: Callable[[EvalPrediction], dict[str, float]],
+    metric: Metric,
+    notify: Notify,
+) -> FineTuned:
+    """Train on ``data`` (train, validation) with HF ``Trainer`` as every encoder task does:
+    length-grouped batches with dynamic padding (far less padding, about 4x faster on short
+    texts), linear decay after warm-up, an evaluation per epoch, early stopping on ``metric``
+    and the best epoch's weights at the end."""
+    train_set, validation_set = data
+    work = tempfile.mkdtemp(prefix="forgeline-train-")
+    best = KeepBestWeights(f"eval_{metric.key}")
+    try:
+        args = TrainingArguments(
+            output_dir=work,
+            num_train_epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            per_device_train_batch_size=settings.batch_size,
+            per_device_eval_batch_size=max(64, settings.batch_size),
+            warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of all steps
+            weight_decay=settings.weight_decay,
+            lr_scheduler_type="linear",
+            train_sampling_strategy="group_by_length",
+            eval_strategy="epoch",
+            save_strategy="no",  # the best weights are kept in memory (KeepBestWeights)
+            metric_for_best_model=metric.key,
+            greater_is_better=True,
+            logging_strategy="no",
+            report_to=[],
+            seed=settings.seed,
+            data_seed=settings.seed,
+            use_cpu=use_cpu(settings.device),
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_set,
+            eval_dataset=validation_set,
+            data_collator=collator,
+            compute_metrics=compute_metrics,
+            callbacks=[
+                EarlyStopping(early_stopping_patience=settings.early_stopping_patience),
+                best,
+                TrainingProgress({f"eval_{metric.key}": metric.name, "eval_loss": "loss"}),
+            ],
+        )
+        trainer.remove_callback(ProgressCallback)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    epochs_run = float(trainer.state.epoch or 0)
+    if epochs_run < settings.epochs - 1e-6:
+        notify(
+            f"stopped early after epoch {epochs_run:.0f} of {settings.epochs:g}: validation "
+            f"{metric.name} did not improve for {settings.early_stopping_patience} epoch(s); "
+            f"keeping epoch {best.best_epoch or 0:.0f} ({metric.name} {best.best_score or 0:.4f})"
+        )
+    tuned = cast(PreTrainedModel, trainer.model)
+    tuned.eval()
+    return FineTuned(tuned, seconds, epochs_run, float(best.best_score or 0.0))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from forgeline.evaluate.report import write_report
-from forgeline.tasks.token_classification.evaluation import evaluate_token_classifier
+from forgeline.tasks.token_classification.evaluation import error_kinds, evaluate_token_classifier
 from forgeline.tasks.token_classification.formats import Entity
 from forgeline.tasks.token_classification.tagging import FoundEntity
 
@@ -46,7 +46,7 @@ class FixedTagger:
 
 
 def _frame(words: list[object]) -> pd.DataFrame:
-    return pd.DataFrame({"text": TEXTS, "entities": GOLD, "words": words, "where": ["a", "b"]})
+    return pd.DataFrame({"text": TEXTS, "entities": GOLD, "words": words})
 
 
 def test_scores_match_a_hand_computation() -> None:
@@ -98,3 +98,16 @@ def test_report_marks_entities_and_escapes_the_text(tmp_path: Path) -> None:
     assert "&lt;<mark>Zoe<sub>person</sub></mark>&gt;" in page  # gold, text escaped
     assert "<Zoe>" not in page
     assert "Type confusions" in page and "boundary error" in page
+
+
+def test_every_gold_entity_is_counted_once_when_a_prediction_merges_two() -> None:
+    kinds, pairs = error_kinds(["B-PER", "B-PER", "O"], ["B-PER", "I-PER", "B-LOC"])
+    assert kinds == {"boundary error": 2, "spurious": 1}
+    assert pairs == [("PER", "PER"), ("PER", "PER"), ("(none)", "LOC")]
+
+
+def test_a_test_set_without_entities_is_evaluated() -> None:
+    frame = pd.DataFrame({"text": [TEXTS[0]], "entities": [()], "words": [None]})
+    evaluation = evaluate_token_classifier(FixedTagger([[], []]), frame)  # type: ignore[arg-type]
+    assert evaluation.metrics["entity_f1"] == 0.0
+    assert evaluation.metrics["per_type"] == {}

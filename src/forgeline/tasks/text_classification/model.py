@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +18,17 @@ from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.data_files import BandConfig
 from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder
-from forgeline.errors import InputError, NotSupportedError
+from forgeline.errors import NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
 from forgeline.tasks.text_classification.fallback import apply_threshold
 from forgeline.tasks.text_classification.inference import batched_logits, class_probabilities
+from forgeline.tasks.text_inputs import check_texts, text_input_schema, texts_from_table
 
 # Transformers' own bars (weight loading, shard writing) are noise next to Forgeline's output.
 hf_logging.disable_progress_bar()
 
 TASK_FILE = "task.json"
-# A text needs one character outside this set. Spelled out (not `\s` or str.strip) so that the
-# server and the published schema's `pattern` agree: Python and JavaScript differ on `\s`.
-_BLANK = "\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_VISIBLE = f"[^{_BLANK}]"
 
 
 @dataclass(frozen=True)
@@ -159,7 +155,7 @@ class TextClassifier:
         )
 
     def input_schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": _VISIBLE, "description": "The text to classify."}
+        return text_input_schema("The text to classify.")
 
     def prediction_schema(self) -> dict[str, Any]:
         probability = {"type": "number", "minimum": 0, "maximum": 1}
@@ -190,31 +186,11 @@ class TextClassifier:
         raise NotSupportedError("text classifiers have no explanations yet")
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
-        for index, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise InputError(f"inputs[{index}]: expected a string, got {type(text).__name__}")
-            if not re.search(_VISIBLE, text):
-                raise InputError(f"inputs[{index}]: empty text")
-            if max_input_chars is not None and len(text) > max_input_chars:
-                raise InputError(
-                    f"inputs[{index}]: {len(text)} characters is over the limit "
-                    f"max_input_chars={max_input_chars}"
-                )
+        check_texts(inputs, max_input_chars)
 
     def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
         """Texts from the training text column, or from a column named ``text``."""
-        candidates = [c for c in (self._text_column, TEXT) if c in frame.columns]
-        if not candidates:
-            raise InputError(
-                f"{source}: no '{self._text_column}' column to predict on; columns are "
-                f"{', '.join(map(repr, frame.columns))}"
-            )
-        column = candidates[0]
-        texts = ["" if pd.isna(t) else str(t) for t in frame[column]]
-        for position, text in enumerate(texts):
-            if not text.strip():
-                raise InputError(f"{source}, row {position + 1}, column '{column}': empty text")
-        return texts
+        return texts_from_table(frame, [self._text_column, TEXT], source)
 
     def parse_cli_input(self, text: str) -> Any:
         return text

@@ -3,11 +3,8 @@ stopping on validation macro-F1, and the fallback threshold chosen on validation
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +15,6 @@ from transformers import (
     DataCollatorWithPadding,
     EvalPrediction,
     PreTrainedModel,
-    ProgressCallback,
-    Trainer,
-    TrainingArguments,
     set_seed,
 )
 from transformers.utils import logging as hf_logging
@@ -28,12 +22,7 @@ from transformers.utils import logging as hf_logging
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.encoders.runtime import TorchEncoder
-from forgeline.encoders.training import (
-    EarlyStopping,
-    KeepBestWeights,
-    TrainingProgress,
-    use_cpu,
-)
+from forgeline.encoders.training import Metric, fine_tune
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.text_classification.data import LABEL, TEXT
 from forgeline.tasks.text_classification.fallback import (
@@ -104,63 +93,16 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
             dict(encodings), [label_ids.get(label, -100) for label in frame[LABEL]]
         )
 
-    train_set, validation_set = encode(data.train), encode(data.validation)
-    checkpoints = tempfile.mkdtemp(prefix="forgeline-train-")
-    try:
-        args = TrainingArguments(
-            output_dir=checkpoints,
-            num_train_epochs=settings.epochs,
-            learning_rate=settings.learning_rate,
-            per_device_train_batch_size=settings.batch_size,
-            per_device_eval_batch_size=max(64, settings.batch_size),
-            warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of all steps
-            weight_decay=settings.weight_decay,
-            lr_scheduler_type="linear",
-            # Batches of similar lengths: far less padding, about 4x faster on short texts.
-            train_sampling_strategy="group_by_length",
-            eval_strategy="epoch",
-            save_strategy="no",  # the best weights are kept in memory (KeepBestWeights)
-            metric_for_best_model="macro_f1",
-            greater_is_better=True,
-            logging_strategy="no",
-            report_to=[],
-            seed=settings.seed,
-            data_seed=settings.seed,
-            use_cpu=use_cpu(settings.device),
-            dataloader_num_workers=0,
-        )
-        best = KeepBestWeights("eval_macro_f1")
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train_set,
-            eval_dataset=validation_set,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_compute_metrics,
-            callbacks=[
-                EarlyStopping(early_stopping_patience=settings.early_stopping_patience),
-                best,
-                TrainingProgress(
-                    {"eval_macro_f1": "macro-F1", "eval_accuracy": "accuracy", "eval_loss": "loss"}
-                ),
-            ],
-        )
-        trainer.remove_callback(ProgressCallback)
-        started = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - started
-        state = trainer.state
-        if state.epoch is not None and state.epoch < settings.epochs - 1e-6:
-            notify(
-                f"stopped early after epoch {state.epoch:.0f} of {settings.epochs:g}: validation "
-                f"macro-F1 did not improve for {settings.early_stopping_patience} epoch(s); "
-                f"keeping epoch {best.best_epoch or 0:.0f} (macro-F1 {best.best_score or 0:.4f})"
-            )
-    finally:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-
-    best_model = cast(PreTrainedModel, trainer.model)
-    best_model.eval()
+    tuned = fine_tune(
+        model,
+        settings,
+        (encode(data.train), encode(data.validation)),
+        DataCollatorWithPadding(tokenizer),
+        _compute_metrics,
+        Metric("macro_f1", "macro-F1"),
+        notify,
+    )
+    best_model = tuned.model
     probabilities = class_probabilities(
         TorchEncoder(best_model),
         tokenizer,
@@ -170,9 +112,9 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
     )
     truth_labels = list(data.validation[LABEL])
     metrics: dict[str, Any] = {
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(tuned.seconds, 1),
         "train_examples": len(data.train),
-        "epochs_run": float(trainer.state.epoch or 0),
+        "epochs_run": tuned.epochs_run,
     }
     fallback_label: str | None = None
     threshold = 0.0

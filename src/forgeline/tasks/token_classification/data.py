@@ -19,7 +19,6 @@ TEXT = "text"
 ENTITIES = "entities"
 WORDS = "words"
 """A token-per-line file's own tokens (character spans); None for texts with spans."""
-WHERE = "where"
 
 _MAX_LISTED = 10
 
@@ -30,7 +29,6 @@ def frame_of(texts: list[LabelledText]) -> pd.DataFrame:
             TEXT: [t.text for t in texts],
             ENTITIES: [t.entities for t in texts],
             WORDS: [t.words for t in texts],
-            WHERE: [t.where for t in texts],
         }
     )
 

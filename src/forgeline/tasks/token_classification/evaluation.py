@@ -63,32 +63,37 @@ def entity_f1(model: TokenClassifier, frame: pd.DataFrame) -> float:
 def error_kinds(
     gold: list[str], predicted: list[str]
 ) -> tuple[Counter[str], list[tuple[str, str]]]:
-    """Counts of correct, type, boundary, boundary+type, missed and spurious entities of one
-    text, and (gold type, predicted type) pairs for the confusion table (``(none)`` for a
-    missed or spurious entity)."""
+    """Per gold entity, what became of it: correct, type error, boundary error, boundary and
+    type error, or missed; and the predicted entities that overlap no gold one, spurious.
+    Pairs of (gold type, predicted type) go to the confusion table (``(none)`` for a missed or
+    spurious entity).
+
+    A gold entity is judged by the prediction that overlaps it most, so every gold entity is
+    counted once, also when one prediction merges two of them."""
     gold_spans, predicted_spans = spans_from_iob2(gold), spans_from_iob2(predicted)
     kinds: Counter[str] = Counter()
     pairs: list[tuple[str, str]] = []
-    matched_gold: set[int] = set()
+    for g_start, g_end, g_label in gold_spans:
+        overlaps = [
+            (min(end, g_end) - max(start, g_start), (start, end, label))
+            for start, end, label in predicted_spans
+            if start < g_end and g_start < end
+        ]
+        if not overlaps:
+            kinds["missed"] += 1
+            pairs.append((g_label, NONE))
+            continue
+        start, end, label = max(overlaps)[1]
+        same_type, same_bounds = label == g_label, (start, end) == (g_start, g_end)
+        if same_bounds:
+            kinds["correct" if same_type else "type error"] += 1
+        else:
+            kinds["boundary error" if same_type else "boundary and type error"] += 1
+        pairs.append((g_label, label))
     for start, end, label in predicted_spans:
-        overlapping = [i for i, (s, e, _) in enumerate(gold_spans) if s < end and start < e]
-        if not overlapping:
+        if not any(s < end and start < e for s, e, _ in gold_spans):
             kinds["spurious"] += 1
             pairs.append((NONE, label))
-            continue
-        index = overlapping[0]
-        g_start, g_end, g_label = gold_spans[index]
-        matched_gold.update(overlapping)
-        same_bounds = (g_start, g_end) == (start, end)
-        if same_bounds:
-            kinds["correct" if g_label == label else "type error"] += 1
-        else:
-            kinds["boundary error" if g_label == label else "boundary and type error"] += 1
-        pairs.append((g_label, label))
-    for index, (_, _, label) in enumerate(gold_spans):
-        if index not in matched_gold:
-            kinds["missed"] += 1
-            pairs.append((label, NONE))
     return kinds, pairs
 
 
@@ -114,7 +119,8 @@ def _per_type_table(report: dict[str, Any], tagged: Tagged) -> pd.DataFrame:
         }
         for name, scores in report.items()
     ]
-    return pd.DataFrame(rows)
+    columns = ["type", "precision", "recall", "f1", "support", "predicted", "correct"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def evaluate_token_classifier(model: TokenClassifier, data: pd.DataFrame) -> Evaluation:

@@ -38,14 +38,12 @@ class Entity:
 class LabelledText:
     """One example: a text with its entities, sorted by start and never overlapping.
 
-    ``where`` names the first line of the sentence or the record, for later error messages.
-    ``words`` holds the (start, end) offsets of a token-per-line file's tokens, so a model can be
-    trained and scored on the annotators' own tokenization; None for span formats, which have none.
+    ``words`` holds the (start, end) offsets of a token-per-line file's tokens, so that a model
+    is scored on the annotators' own tokenization; None for span formats, which have none.
     """
 
     text: str
     entities: tuple[Entity, ...]
-    where: str
     words: tuple[tuple[int, int], ...] | None = None
 
 
@@ -136,8 +134,9 @@ def _fields(line: str) -> list[str]:
     """A token line's columns: tab-separated when it has a tab (a token may then hold spaces)."""
     # Strip only ASCII blanks: a token may be a zero-width or ideographic space (UNER has some).
     line = line.strip(" \t\r")
-    parts = line.split("\t") if "\t" in line else line.split(" ")
-    return [part.strip(" ") for part in parts if part.strip(" ")]
+    if "\t" in line:  # an empty column (e.g. a blank part-of-speech) still counts
+        return [part.strip(" ") for part in line.split("\t")]
+    return [part for part in line.split(" ") if part]
 
 
 def _token_sentence(
@@ -150,7 +149,7 @@ def _token_sentence(
     where: list[str] = []
     for number, line in sentence:
         fields = _fields(line)
-        if len(fields) < 2:
+        if len(fields) < 2 or not fields[0] or not fields[-1]:
             problems.append(
                 f"{name}, line {number}: expected a token and a tag separated by a tab or spaces"
             )
@@ -179,7 +178,7 @@ def _token_sentence(
         Entity(words[first][0], words[last - 1][1], label)
         for first, last, label in spans_from_iob2(normalize_tags(tags, where))
     )
-    return LabelledText(" ".join(tokens), entities, f"{name}, line {sentence[0][0]}", tuple(words))
+    return LabelledText(" ".join(tokens), entities, tuple(words))
 
 
 def _entity(raw: object, text: str) -> Entity | str:
@@ -203,8 +202,15 @@ def _entity(raw: object, text: str) -> Entity | str:
         return f"empty label ({label_key!r})"
     value = raw.get("entity_value")
     if value is not None and value != text[start:end]:
+        # Where they differ, not the values: labelled entities are often personal data.
+        covered = text[start:end]
+        differ = next(
+            (i for i, (a, b) in enumerate(zip(str(value), covered, strict=False)) if a != b),
+            min(len(str(value)), len(covered)),
+        )
         return (
-            f"entity_value {value!r} does not match the text at {start}-{end}: {text[start:end]!r}"
+            f"entity_value is not the text at {start}-{end}: they differ from its character "
+            f"{differ + 1} on ({len(str(value))} and {len(covered)} characters)"
         )
     # Annotators often select a space or line break with the entity; it is not part of it.
     covered = text[start:end]
@@ -253,7 +259,7 @@ def _span_record(
             widest = entity
     if len(problems) > count:
         return None
-    return LabelledText(text, tuple(entities), where)
+    return LabelledText(text, tuple(entities))
 
 
 def _span_records(path: Path, text: str, problems: list[str]) -> Iterator[tuple[str, object]]:

@@ -4,7 +4,6 @@ as typed character spans with scores."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self, cast
@@ -19,8 +18,9 @@ from forgeline.base_models import resolve_base_model
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.load import Project
 from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder
-from forgeline.errors import InputError, NotSupportedError
+from forgeline.errors import NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.text_inputs import check_texts, text_input_schema, texts_from_table
 from forgeline.tasks.token_classification.data import TEXT, prepare_entity_data
 from forgeline.tasks.token_classification.decoding import best_tags
 from forgeline.tasks.token_classification.inference import window_logits, word_probabilities
@@ -34,10 +34,6 @@ from forgeline.tasks.token_classification.tagging import (
 hf_logging.disable_progress_bar()
 
 TASK_FILE = "task.json"
-# A text needs one visible character; spelled out so that the server and the published
-# schema's `pattern` agree (Python and JavaScript differ on `\s`).
-_BLANK = "\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-_VISIBLE = f"[^{_BLANK}]"
 
 
 class TokenClassifier:
@@ -139,11 +135,7 @@ class TokenClassifier:
         )
 
     def input_schema(self) -> dict[str, Any]:
-        return {
-            "type": "string",
-            "pattern": _VISIBLE,
-            "description": "The text to find entities in.",
-        }
+        return text_input_schema("The text to find entities in.")
 
     def prediction_schema(self) -> dict[str, Any]:
         offset = {"type": "integer", "minimum": 0}
@@ -176,29 +168,11 @@ class TokenClassifier:
         raise NotSupportedError("token classifiers have no explanations yet")
 
     def check_inputs(self, inputs: Sequence[Any], max_input_chars: int | None = None) -> None:
-        for index, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise InputError(f"inputs[{index}]: expected a string, got {type(text).__name__}")
-            if not re.search(_VISIBLE, text):
-                raise InputError(f"inputs[{index}]: empty text")
-            if max_input_chars is not None and len(text) > max_input_chars:
-                raise InputError(
-                    f"inputs[{index}]: {len(text)} characters is over the limit "
-                    f"max_input_chars={max_input_chars}"
-                )
+        check_texts(inputs, max_input_chars)
 
     def inputs_from_table(self, frame: pd.DataFrame, source: str) -> list[Any]:
         """Texts from a column named ``text``."""
-        if TEXT not in frame.columns:
-            raise InputError(
-                f"{source}: no '{TEXT}' column to predict on; columns are "
-                f"{', '.join(map(repr, frame.columns))}"
-            )
-        texts = ["" if pd.isna(t) else str(t) for t in frame[TEXT]]
-        for position, text in enumerate(texts):
-            if not text.strip():
-                raise InputError(f"{source}, row {position + 1}, column '{TEXT}': empty text")
-        return texts
+        return texts_from_table(frame, [TEXT], source)
 
     def parse_cli_input(self, text: str) -> Any:
         return text
@@ -252,6 +226,8 @@ class TokenClassifier:
 
     def find_entities(self, texts: Sequence[str]) -> list[list[FoundEntity]]:
         """Per text, its entities above the per-type ``min_score``."""
+        if not texts:
+            return []
         tokenized, probabilities = word_probabilities(
             self._encoder, self._tokenizer, texts, self._max_length, self._stride
         )

@@ -11,6 +11,7 @@ trained on.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,17 +74,21 @@ def tokenize(tokenizer: object, texts: Sequence[str], max_length: int, stride: i
     feature_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in encoded]
     windows = []
     for index, owner in enumerate(owners):
+        # The word of the token just before this window's first content token: a window after
+        # the first starts with the last `stride` content tokens of the one before it.
+        previous_word: int | None = None
+        if index > 0 and owners[index - 1] == owner:
+            before = [w for w in token_words[index - 1] if w is not None]
+            previous_word = before[len(before) - stride - 1]
         first_tokens: dict[int, int] = {}
-        begun_before: set[int] = set()
-        offsets = encoded["offset_mapping"][index]
         for position, word in enumerate(token_words[index]):
-            if word is None or word in first_tokens or word in begun_before:
-                continue
-            # The word's first sub-token, unless the word began in the previous window.
-            if offsets[position][0] == spans[owner][word][0]:
+            # A word's first sub-token is the one whose predecessor in the text's unbroken
+            # token stream belongs to another word. Not "the token at the word's first
+            # character": Hangul and some Indic letters decompose into several tokens that
+            # all start there.
+            if word is not None and word != previous_word and word not in first_tokens:
                 first_tokens[word] = position
-            else:
-                begun_before.add(word)
+            previous_word = word if word is not None else previous_word
         windows.append(
             Window(
                 owner,
@@ -91,8 +96,29 @@ def tokenize(tokenizer: object, texts: Sequence[str], max_length: int, stride: i
                 {ranks[owner][word]: position for word, position in first_tokens.items()},
             )
         )
-    words = [[found[w] for w in sorted(found)] for found in spans]
+    words = [
+        [_with_trailing_marks(text, found[w], found, w) for w in sorted(found)]
+        for text, found in zip(texts, spans, strict=True)
+    ]
     return Tokenized(windows, words)
+
+
+_JOINERS = {"\u200d", "\u200c"}  # zero-width joiner and non-joiner
+
+
+def _with_trailing_marks(
+    text: str, span: CharSpan, found: dict[int, CharSpan], word: int
+) -> CharSpan:
+    """``span`` extended over the combining marks after it (accents of decomposed text, Indic
+    vowel signs, Arabic harakat, emoji variation selectors and joiners), which the tokenizer's
+    normalizer drops and so gives to no token: an entity must not end inside a character."""
+    start, end = span
+    limit = min((s for w, (s, _) in found.items() if w > word and s >= end), default=len(text))
+    while end < limit and (
+        unicodedata.category(text[end]) in ("Mn", "Me") or text[end] in _JOINERS
+    ):
+        end += 1
+    return start, end
 
 
 def tags_for_spans(units: Sequence[CharSpan], entities: Sequence[Entity]) -> list[str]:

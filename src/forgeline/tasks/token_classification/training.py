@@ -4,11 +4,8 @@ stopping on validation entity F1."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,9 +17,6 @@ from transformers import (
     DataCollatorForTokenClassification,
     EvalPrediction,
     PreTrainedModel,
-    ProgressCallback,
-    Trainer,
-    TrainingArguments,
     set_seed,
 )
 from transformers.utils import logging as hf_logging
@@ -31,16 +25,17 @@ from forgeline.base_models import resolve_base_model
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.load import Project
 from forgeline.encoders.runtime import softmax
-from forgeline.encoders.training import (
-    EarlyStopping,
-    KeepBestWeights,
-    TrainingProgress,
-    use_cpu,
-)
+from forgeline.encoders.training import Metric, fine_tune
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.token_classification.data import ENTITIES, TEXT, entity_types
 from forgeline.tasks.token_classification.decoding import best_tags
-from forgeline.tasks.token_classification.tagging import OUTSIDE, Window, tags_for_spans, tokenize
+from forgeline.tasks.token_classification.tagging import (
+    OUTSIDE,
+    Window,
+    misaligned_entities,
+    tags_for_spans,
+    tokenize,
+)
 
 IGNORED = -100
 """The label of sub-tokens the loss leaves out (PyTorch's cross-entropy ignore index)."""
@@ -60,9 +55,11 @@ def tag_names(types: list[str]) -> list[str]:
 
 
 class _LabelledWindows(torch.utils.data.Dataset[dict[str, Any]]):
-    def __init__(self, windows: list[Window], labels: list[list[int]]) -> None:
+    def __init__(self, windows: list[Window], labels: list[list[int]], misaligned: int) -> None:
         self._windows = windows
         self._labels = labels
+        self.misaligned = misaligned
+        """How many entities start or end inside a word (learnt as the whole word)."""
 
     def __len__(self) -> int:
         return len(self._windows)
@@ -91,7 +88,11 @@ def labelled_windows(
         for word, position in window.first_tokens.items():
             row[position] = word_tags[window.text_index][word]
         labels.append(row)
-    return _LabelledWindows(tokenized.windows, labels)
+    misaligned = sum(
+        misaligned_entities(words, entities)
+        for words, entities in zip(tokenized.words, frame[ENTITIES], strict=True)
+    )
+    return _LabelledWindows(tokenized.windows, labels, misaligned)
 
 
 def _entity_f1(tags: list[str]) -> Any:
@@ -103,7 +104,10 @@ def _entity_f1(tags: list[str]) -> Any:
         gold_rows, predicted_rows = [], []
         for gold, window in zip(truth, logits, strict=True):
             kept = gold != IGNORED
-            gold_rows.append([tags[i] for i in gold[kept]])
+            gold_tags = [tags[i] for i in gold[kept]]
+            if gold_tags and gold_tags[0].startswith("I-"):  # an entity begun in the window before
+                gold_tags[0] = "B-" + gold_tags[0][2:]
+            gold_rows.append(gold_tags)
             predicted_rows.append([tags[i] for i in best_tags(softmax(window[kept]), tags)])
         score = f1_score(gold_rows, predicted_rows, mode="strict", scheme=IOB2, zero_division=0)
         return {"entity_f1": float(score)}
@@ -132,66 +136,28 @@ def train_token_classifier(project: Project, data: DataSplits, notify: Notify) -
         labelled_windows(tokenizer, frame, tag_ids, settings.max_length, settings.stride)
         for frame in (data.train, data.validation)
     )
-    checkpoints = tempfile.mkdtemp(prefix="forgeline-train-")
-    try:
-        args = TrainingArguments(
-            output_dir=checkpoints,
-            num_train_epochs=settings.epochs,
-            learning_rate=settings.learning_rate,
-            per_device_train_batch_size=settings.batch_size,
-            per_device_eval_batch_size=max(64, settings.batch_size),
-            warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of all steps
-            weight_decay=settings.weight_decay,
-            lr_scheduler_type="linear",
-            train_sampling_strategy="group_by_length",  # similar lengths: far less padding
-            eval_strategy="epoch",
-            save_strategy="no",  # the best weights are kept in memory (KeepBestWeights)
-            metric_for_best_model="entity_f1",
-            greater_is_better=True,
-            logging_strategy="no",
-            report_to=[],
-            seed=settings.seed,
-            data_seed=settings.seed,
-            use_cpu=use_cpu(settings.device),
-            dataloader_num_workers=0,
+    if train_set.misaligned:
+        notify(
+            f"{train_set.misaligned} training entities start or end inside a word; the model "
+            "tags whole words, so it learns them as the words they touch"
         )
-        best = KeepBestWeights("eval_entity_f1")
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train_set,
-            eval_dataset=validation_set,
-            data_collator=DataCollatorForTokenClassification(tokenizer),
-            compute_metrics=_entity_f1(tags),
-            callbacks=[
-                EarlyStopping(early_stopping_patience=settings.early_stopping_patience),
-                best,
-                TrainingProgress({"eval_entity_f1": "entity F1", "eval_loss": "loss"}),
-            ],
-        )
-        trainer.remove_callback(ProgressCallback)
-        started = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - started
-        state = trainer.state
-        if state.epoch is not None and state.epoch < settings.epochs - 1e-6:
-            notify(
-                f"stopped early after epoch {state.epoch:.0f} of {settings.epochs:g}: validation "
-                f"entity F1 did not improve for {settings.early_stopping_patience} epoch(s); "
-                f"keeping epoch {best.best_epoch or 0:.0f} (entity F1 {best.best_score or 0:.4f})"
-            )
-    finally:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    best_model = cast(PreTrainedModel, trainer.model)
-    best_model.eval()
+    tuned = fine_tune(
+        model,
+        settings,
+        (train_set, validation_set),
+        DataCollatorForTokenClassification(tokenizer),
+        _entity_f1(tags),
+        Metric("entity_f1", "entity F1"),
+        notify,
+    )
     metrics: dict[str, Any] = {
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(tuned.seconds, 1),
         "train_examples": len(data.train),
         "train_windows": len(train_set),
-        "epochs_run": float(trainer.state.epoch or 0),
+        "epochs_run": tuned.epochs_run,
         "train_tokens_per_second": round(
-            train_set.token_count * float(state.epoch or 0) / train_seconds, 1
+            train_set.token_count * tuned.epochs_run / tuned.seconds, 1
         ),
-        "validation_entity_f1": float(best.best_score or 0.0),
+        "validation_entity_f1": tuned.best_score,
     }
-    return TrainedTagger(best_model, tokenizer, tags, metrics)
+    return TrainedTagger(tuned.model, tokenizer, tags, metrics)
