@@ -11,6 +11,7 @@ import pytest
 from forgeline.db import Database
 from forgeline.encoders.runtime import TorchEncoder
 from forgeline.tasks.text_classification.model import Fallback, TextClassifier
+from forgeline.tasks.token_classification import TokenClassifier
 from tests.databases import database_urls, disposable_database
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,4 +82,27 @@ def untrained_classifier() -> TextClassifier:
         max_length=32,
         fallback=Fallback("other", 0.0),
         training_metrics={"validation_accuracy": 0.5},
+    )
+
+
+@pytest.fixture(scope="session")
+def untrained_tagger() -> TokenClassifier:
+    """MiniLM with a fresh head for two entity types: real weights and tokenizer, no training;
+    short windows, so that texts of a few dozen words already take several."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from forgeline.base_models import resolve_base_model
+    from forgeline.tasks.token_classification.training import tag_names
+
+    base = resolve_base_model("minilm-l6")
+    tags = tag_names(["city", "person"])
+    network = AutoModelForTokenClassification.from_pretrained(
+        base,
+        num_labels=len(tags),
+        id2label=dict(enumerate(tags)),
+        label2id={t: i for i, t in enumerate(tags)},
+        use_safetensors=True,
+    )
+    return TokenClassifier(
+        TorchEncoder(network), AutoTokenizer.from_pretrained(base), tags, 64, 16, {}
     )

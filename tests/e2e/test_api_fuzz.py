@@ -1,7 +1,7 @@
 """A property-based fuzzing pass over the whole HTTP API with Schemathesis.
 
 A real `forgeline serve` on a free port serves a tabular model (trained from the template), a
-text model (MiniLM with an untrained head: real weights, no training needed) and a chat model
+text model and a token model (MiniLM with untrained heads: real weights, no training needed) and a chat model
 (SmolLM2, with a short time limit per request), with auth and metering on. Schemathesis reads the typed OpenAPI document a key sees (/v1/openapi.json), then
 calls every operation with generated valid and invalid requests and checks every answer: no
 5xx, and every status, header, content type and body as documented.
@@ -21,6 +21,7 @@ from forgeline.config.load import load_project
 from forgeline.registry import ModelRegistry
 from forgeline.tasks.chat import ChatModel
 from forgeline.tasks.text_classification import TextClassifier
+from forgeline.tasks.token_classification import TokenClassifier
 from tests.conftest import write_project
 from tests.e2e.conftest import create_key, run_cli, running_server
 
@@ -59,7 +60,11 @@ FUZZ_PLAN = """\
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, untrained_classifier: TextClassifier) -> Path:
+def project(
+    tmp_path_factory: pytest.TempPathFactory,
+    untrained_classifier: TextClassifier,
+    untrained_tagger: TokenClassifier,
+) -> Path:
     root = tmp_path_factory.mktemp("fuzz")
     run_cli("init", "credit", "--template", "tabular-classification", cwd=root)
     project = root / "credit"
@@ -76,6 +81,13 @@ def project(tmp_path_factory: pytest.TempPathFactory, untrained_classifier: Text
         "intents",
         untrained_classifier,
         config={"name": "intents", "task": "text-classification"},
+        data_fingerprint={"sha256": "0" * 64, "files": {}},
+        base_model="minilm-l6",
+    )
+    registry.publish(
+        "entities",
+        untrained_tagger,
+        config={"name": "entities", "task": "token-classification"},
         data_fingerprint={"sha256": "0" * 64, "files": {}},
         base_model="minilm-l6",
     )
@@ -153,4 +165,4 @@ def test_every_operation_answers_as_documented(project: Path, tmp_path: Path) ->
     for run in (tenant, admin):
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
         assert "Rate limited" not in run.stdout, run.stdout[-3000:]
-    assert "Tested: 9" in tenant.stdout and "Tested: 7" in admin.stdout
+    assert "Tested: 10" in tenant.stdout and "Tested: 7" in admin.stdout

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
-from transformers import AutoModelForTokenClassification
 
-from forgeline.base_models import resolve_base_model
-from forgeline.encoders.runtime import TorchEncoder
 from forgeline.errors import InputError
 from forgeline.tasks.token_classification import TokenClassifier
 from forgeline.tasks.token_classification.training import tag_names
@@ -18,16 +14,9 @@ from forgeline.tasks.token_classification.training import tag_names
 TEXTS = ["Maria Lopez ordered a kettle in Porto", "x " * 400, "😀"]
 
 
-@pytest.fixture(scope="module")
-def untrained(tokenizer: Any) -> TokenClassifier:
-    tags = tag_names(["city", "person"])
-    network = AutoModelForTokenClassification.from_pretrained(
-        resolve_base_model("minilm-l6"),
-        num_labels=len(tags),
-        id2label=dict(enumerate(tags)),
-        label2id={t: i for i, t in enumerate(tags)},
-    )
-    return TokenClassifier(TorchEncoder(network), tokenizer, tags, 64, 16, {})
+@pytest.fixture
+def untrained(untrained_tagger: TokenClassifier) -> TokenClassifier:
+    return untrained_tagger
 
 
 def test_predictions_follow_the_published_schema(untrained: TokenClassifier) -> None:

@@ -3,6 +3,7 @@ read back from word tags."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,32 @@ def _words(tokenizer: Any, text: str) -> list[str]:
 
 
 def test_word_offsets_point_into_the_text_as_sent(tokenizer: Any) -> None:
-    # Double spaces, a tab, a newline, accents the uncased tokenizer strips, an emoji it does
-    # not know, CJK characters it splits one by one.
-    text = "Send  it to\tMaría Ñúñez,\nZürich 😀 order #12 到北京"
+    # Double spaces, a tab, accents the uncased tokenizer strips, an emoji it does not know,
+    # CJK characters it splits one by one; a line break is a word of its own (the network sees
+    # it as a pilcrow).
+    text = "Send  it to\tMaría Ñúñez,\r\nZürich 😀 order #12 到北京"
     assert _words(tokenizer, text) == [
-        "Send", "it", "to", "María", "Ñúñez", ",", "Zürich", "😀", "order", "#", "12", "到", "北", "京",
+        "Send", "it", "to", "María", "Ñúñez", ",", "\n", "Zürich", "😀", "order", "#", "12", "到", "北", "京",
     ]  # fmt: skip
+
+
+def test_words_keep_the_combining_marks_the_tokenizer_drops(tokenizer: Any) -> None:
+    decomposed = unicodedata.normalize("NFD", "Zoë Müller")
+    assert _words(tokenizer, decomposed) == decomposed.split(" ")
+    assert _words(tokenizer, "नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]  # vowel signs
+    assert _words(tokenizer, "مُحَمَّدٌ علي") == ["مُحَمَّدٌ", "علي"]  # harakat
+
+
+def test_first_sub_tokens_of_letters_that_decompose_into_several_tokens(tokenizer: Any) -> None:
+    # Hangul syllables become several tokens that all start at the same character: only the
+    # first may carry the word's label, also in windows after the first.
+    text = "서울 한국어 " * 30
+    windowed = tokenize(tokenizer, [text], 16, 4)
+    for window in windowed.windows:
+        pieces = tokenizer.convert_ids_to_tokens(window.features["input_ids"])
+        assert not [pieces[p] for p in window.first_tokens.values() if pieces[p].startswith("##")]
+    begun = set().union(*(w.first_tokens for w in windowed.windows))
+    assert begun == set(range(len(windowed.words[0]))) and len(windowed.words[0]) == 60
 
 
 def test_each_word_is_tagged_on_its_first_sub_token_only(tokenizer: Any) -> None:

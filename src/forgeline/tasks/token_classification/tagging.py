@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from forgeline.tasks.token_classification.formats import Entity, spans_from_iob2
 
 OUTSIDE = "O"
+LINE_BREAK = "\u00b6"
+"""What the network sees for a line break (a pilcrow, one character for one, so offsets do not
+move): the tokenizer drops whitespace, and where lines break says much about where an address
+or a signature's parts begin and end."""
 CharSpan = tuple[int, int]
 
 
@@ -50,7 +54,7 @@ def tokenize(tokenizer: object, texts: Sequence[str], max_length: int, stride: i
     """``texts`` cut into windows of at most ``max_length`` tokens, consecutive windows sharing
     ``stride`` tokens, and the words of each text."""
     encoded = tokenizer(  # type: ignore[operator]
-        list(texts),
+        [text.replace("\n", LINE_BREAK) for text in texts],
         truncation=True,
         max_length=max_length,
         stride=stride,
