@@ -7,12 +7,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import (
+    AutoTokenizer,
     EarlyStoppingCallback,
     EvalPrediction,
     PreTrainedModel,
@@ -23,8 +25,10 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
+from transformers.utils import logging as hf_logging
 
 from forgeline.config.encoder import TrainingConfig
+from forgeline.encoders.runtime import PretrainedLoader
 from forgeline.errors import ConfigError
 from forgeline.tasks.base import Notify
 
@@ -213,3 +217,22 @@ def fine_tune(
     tuned = cast(PreTrainedModel, trainer.model)
     tuned.eval()
     return FineTuned(tuned, seconds, epochs_run, float(best.best_score or 0.0))
+
+
+def with_fresh_head(
+    architecture: type[PretrainedLoader], base_dir: Path, labels: list[str]
+) -> tuple[PreTrainedModel, Any]:
+    """The pretrained encoder in ``base_dir`` with a new output layer for ``labels``, and its
+    tokenizer."""
+    hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
+    try:
+        model = architecture.from_pretrained(
+            base_dir,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            use_safetensors=True,
+        )
+    finally:
+        hf_logging.set_verbosity_warning()
+    return cast(PreTrainedModel, model), AutoTokenizer.from_pretrained(base_dir)

@@ -11,18 +11,16 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     EvalPrediction,
     PreTrainedModel,
     set_seed,
 )
-from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.encoders.runtime import TorchEncoder
-from forgeline.encoders.training import Metric, fine_tune
+from forgeline.encoders.training import Metric, fine_tune, with_fresh_head
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.text_classification.data import LABEL, TEXT
 from forgeline.tasks.text_classification.fallback import (
@@ -75,16 +73,7 @@ def train_text_classifier(project: Project, data: DataSplits, notify: Notify) ->
     labels = sorted(set(data.train[LABEL]))
     label_ids = {label: i for i, label in enumerate(labels)}
     base_dir = resolve_base_model(config.base_model, project.root)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_dir,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=label_ids,
-        use_safetensors=True,
-    )
-    hf_logging.set_verbosity_warning()
+    model, tokenizer = with_fresh_head(AutoModelForSequenceClassification, base_dir, labels)
 
     def encode(frame: Any) -> _EncodedTexts:
         encodings = tokenizer(list(frame[TEXT]), truncation=True, max_length=settings.max_length)

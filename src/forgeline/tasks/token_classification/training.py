@@ -13,19 +13,17 @@ from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 from transformers import (
     AutoModelForTokenClassification,
-    AutoTokenizer,
     DataCollatorForTokenClassification,
     EvalPrediction,
     PreTrainedModel,
     set_seed,
 )
-from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.load import Project
 from forgeline.encoders.runtime import softmax
-from forgeline.encoders.training import Metric, fine_tune
+from forgeline.encoders.training import Metric, fine_tune, with_fresh_head
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.token_classification.data import ENTITIES, TEXT, entity_types
 from forgeline.tasks.token_classification.decoding import best_tags
@@ -122,16 +120,7 @@ def train_token_classifier(project: Project, data: DataSplits, notify: Notify) -
     tags = tag_names(entity_types(data.train))
     tag_ids = {tag: i for i, tag in enumerate(tags)}
     base_dir = resolve_base_model(config.base_model, project.root)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
-    model = AutoModelForTokenClassification.from_pretrained(
-        base_dir,
-        num_labels=len(tags),
-        id2label=dict(enumerate(tags)),
-        label2id=tag_ids,
-        use_safetensors=True,
-    )
-    hf_logging.set_verbosity_warning()
+    model, tokenizer = with_fresh_head(AutoModelForTokenClassification, base_dir, tags)
     train_set, validation_set = (
         labelled_windows(tokenizer, frame, tag_ids, settings.max_length, settings.stride)
         for frame in (data.train, data.validation)
