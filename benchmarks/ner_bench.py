@@ -7,8 +7,8 @@ learning rate 2e-5, batch 16, weight decay 0.01, random batches, evaluation ever
 ``Trainer.predict`` on the test set. Both are scored by seqeval in strict IOB2 mode on the test
 file's own tokens.
 
-Prints test entity F1 per type and micro for both, and training and prediction throughput
-(sentences per second) with the ratio Forgeline / baseline. Exits 1 if Forgeline's micro F1
+Prints test entity F1 per type and micro for both, Forgeline's int8 model's micro F1, and
+training and prediction throughput (sentences per second) with the ratio Forgeline / baseline. Exits 1 if Forgeline's micro F1
 is below the baseline's or either throughput ratio is below 1.
 
     python benchmarks/ner_bench.py [--epochs N]   # N defaults to the config's (default) epochs
@@ -67,9 +67,12 @@ def forgeline_run(epochs: float | None) -> dict[str, Any]:
         model.predict(texts)
         predict_seconds = time.perf_counter() - started
         evaluation = model.evaluate(data.test)
+        int8, _ = model.compress(project, data, print)
+        int8_f1 = int8.evaluate(data.test).metrics["entity_f1"]
     metrics = evaluation.metrics
     return {
         "f1": metrics["entity_f1"],
+        "int8_f1": int8_f1,
         "per_type": {name: scores["f1"] for name, scores in metrics["per_type"].items()},
         "epochs": float(model.training_metrics["epochs_run"]),
         "train_seconds": train_seconds,
@@ -198,6 +201,10 @@ def main() -> int:
             f"{theirs['per_type'].get(name, 0):>10.4f}"
         )
     print(f"{'micro':<16}{ours['f1']:>10.4f}{theirs['f1']:>10.4f}")
+    print(
+        f"Forgeline int8 (forgeline compress): micro {ours['int8_f1']:.4f}, "
+        f"{100 * (ours['int8_f1'] - ours['f1']):+.2f} points"
+    )
     train_ratio = ours["train_rate"] / theirs["train_rate"]
     predict_ratio = ours["predict_rate"] / theirs["predict_rate"]
     print(
