@@ -32,7 +32,9 @@ EXAMPLE = ROOT / "examples" / "wnut17" / "forgeline.yaml"
 
 
 def read_conll(path: Path) -> list[tuple[list[str], list[str]]]:
-    sentences, tokens, tags = [], [], []
+    sentences: list[tuple[list[str], list[str]]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             if tokens:
@@ -115,7 +117,7 @@ def baseline_run(epochs: float) -> dict[str, Any]:
                 labels, previous = [], None
                 for word in encoded.word_ids():
                     first = word is not None and word != previous
-                    labels.append(ids.get(tags[word], 0) if first else -100)  # type: ignore[index]
+                    labels.append(ids.get(tags[word], 0) if first and word is not None else -100)
                     previous = word
                 self.items.append({**encoded, "labels": labels})
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from forgeline.tasks.token_classification.decoding import allowed_transitions, best_tags
 
 TAGS = ["O", "B-title", "I-title", "B-org", "I-org"]
 
 
-def _probabilities(*rows: list[float]) -> np.ndarray:  # type: ignore[type-arg]
+def _probabilities(*rows: list[float]) -> NDArray[np.float32]:
     return np.array(rows, dtype=np.float32)
 
 

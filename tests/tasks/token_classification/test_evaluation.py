@@ -82,8 +82,13 @@ def test_a_files_own_tokens_are_the_units_when_given() -> None:
     # As a token-per-line file would give them: "<Zoe>" is one token, so "Zoe" inside it is
     # found at the token and the second text's person counts as found.
     tokens = [WORDS[0], [(0, 4), (5, 10), (11, 14)]]
-    gold = _frame([tuple(t) for t in tokens])
-    gold.loc[1, "entities"] = (Entity(5, 10, "person"),)  # type: ignore[call-overload]
+    gold = pd.DataFrame(
+        {
+            "text": TEXTS,
+            "entities": [GOLD[0], (Entity(5, 10, "person"),)],
+            "words": [tuple(t) for t in tokens],
+        }
+    )
     tagger = FixedTagger([FOUND[0], [FoundEntity("person", 6, 9, 0.9)]])
     metrics = evaluate_token_classifier(tagger, gold).metrics  # type: ignore[arg-type]
     assert metrics["per_type"]["person"]["recall"] == pytest.approx(1 / 3)

@@ -59,7 +59,9 @@ def test_each_word_is_tagged_on_its_first_sub_token_only(tokenizer: Any) -> None
     text = "Ask Krisztián Szöllösy about unbelievableness"
     tags = tag_names(["person"])
     frame = pd.DataFrame({"text": [text], "entities": [(Entity(4, 22, "person"),)]})
-    (window,) = labelled_windows(tokenizer, frame, {t: i for i, t in enumerate(tags)}, 64, 8)
+    windows = labelled_windows(tokenizer, frame, {t: i for i, t in enumerate(tags)}, 64, 8)
+    assert len(windows) == 1
+    window = windows[0]
     tokens = tokenizer.convert_ids_to_tokens(window["input_ids"])
     labelled = [
         (tok, tags[label])
