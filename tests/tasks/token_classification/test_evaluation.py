@@ -115,4 +115,5 @@ def test_a_test_set_without_entities_is_evaluated() -> None:
     frame = pd.DataFrame({"text": [TEXTS[0]], "entities": [()], "words": [None]})
     evaluation = evaluate_token_classifier(FixedTagger([[], []]), frame)  # type: ignore[arg-type]
     assert evaluation.metrics["entity_f1"] == 0.0
+    assert evaluation.metrics["entity_macro_f1"] == 0.0  # not NaN: metrics.json stays JSON
     assert evaluation.metrics["per_type"] == {}

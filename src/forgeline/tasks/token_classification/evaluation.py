@@ -19,7 +19,7 @@ from seqeval.scheme import IOB2
 from forgeline.tasks.base import Evaluation, MarkedText, ReportSection
 from forgeline.tasks.token_classification.data import ENTITIES, TEXT, WORDS
 from forgeline.tasks.token_classification.formats import Entity, spans_from_iob2
-from forgeline.tasks.token_classification.tagging import FoundEntity, tags_for_spans
+from forgeline.tasks.token_classification.tagging import OUTSIDE, FoundEntity, tags_for_spans
 
 if TYPE_CHECKING:
     from forgeline.tasks.token_classification.model import TokenClassifier
@@ -125,13 +125,21 @@ def _per_type_table(report: dict[str, Any], tagged: Tagged) -> pd.DataFrame:
 
 def evaluate_token_classifier(model: TokenClassifier, data: pd.DataFrame) -> Evaluation:
     tagged = tag_frame(model, data)
-    report: dict[str, Any] = classification_report(
-        tagged.gold,
-        tagged.predicted,
-        mode="strict",
-        scheme=IOB2,
-        output_dict=True,
-        zero_division=0,
+    # seqeval averages over no entity at all to NaN (with numpy warnings): nothing to report.
+    any_entity = any(
+        t != OUTSIDE for rows in (tagged.gold, tagged.predicted) for r in rows for t in r
+    )
+    report: dict[str, Any] = (
+        classification_report(
+            tagged.gold,
+            tagged.predicted,
+            mode="strict",
+            scheme=IOB2,
+            output_dict=True,
+            zero_division=0,
+        )
+        if any_entity
+        else {}
     )
     averages = {k: report.pop(k) for k in ("micro avg", "macro avg", "weighted avg") if k in report}
     units = sum(len(tags) for tags in tagged.gold)
