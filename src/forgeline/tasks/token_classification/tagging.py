@@ -100,24 +100,29 @@ def tokenize(tokenizer: object, texts: Sequence[str], max_length: int, stride: i
                 {ranks[owner][word]: position for word, position in first_tokens.items()},
             )
         )
-    words = [
-        [_with_trailing_marks(text, found[w], found, w) for w in sorted(found)]
-        for text, found in zip(texts, spans, strict=True)
-    ]
+    words = []
+    for text, found in zip(texts, spans, strict=True):
+        ordered = [found[w] for w in sorted(found)]
+        # Each word may grow up to where the next one starts (or the text ends).
+        limits = [start for start, _ in ordered[1:]] + ([len(text)] if ordered else [])
+        words.append(
+            [
+                _with_trailing_marks(text, span, limit)
+                for span, limit in zip(ordered, limits, strict=True)
+            ]
+        )
     return Tokenized(windows, words)
 
 
 _JOINERS = {"\u200d", "\u200c"}  # zero-width joiner and non-joiner
 
 
-def _with_trailing_marks(
-    text: str, span: CharSpan, found: dict[int, CharSpan], word: int
-) -> CharSpan:
+def _with_trailing_marks(text: str, span: CharSpan, limit: int) -> CharSpan:
     """``span`` extended over the combining marks after it (accents of decomposed text, Indic
     vowel signs, Arabic harakat, emoji variation selectors and joiners), which the tokenizer's
-    normalizer drops and so gives to no token: an entity must not end inside a character."""
+    normalizer drops and so gives to no token: an entity must not end inside a character.
+    ``limit`` is where the next word starts."""
     start, end = span
-    limit = min((s for w, (s, _) in found.items() if w > word and s >= end), default=len(text))
     while end < limit and (
         unicodedata.category(text[end]) in ("Mn", "Me") or text[end] in _JOINERS
     ):
