@@ -38,11 +38,11 @@ class FixedTagger:
     def __init__(self, found: list[list[FoundEntity]] = FOUND) -> None:
         self._found = found
 
-    def find_entities(self, texts: Sequence[str]) -> list[list[FoundEntity]]:
-        return [self._found[TEXTS.index(t)] for t in texts]
-
-    def words(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        return [WORDS[TEXTS.index(t)] for t in texts]
+    def words_and_entities(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[tuple[int, int]]], list[list[FoundEntity]]]:
+        indexes = [TEXTS.index(t) for t in texts]
+        return [WORDS[i] for i in indexes], [self._found[i] for i in indexes]
 
 
 def _frame(words: list[object]) -> pd.DataFrame:

@@ -39,8 +39,7 @@ class Tagged:
 
 def tag_frame(model: TokenClassifier, frame: pd.DataFrame) -> Tagged:
     texts = list(frame[TEXT])
-    found = model.find_entities(texts)
-    own_words = model.words(texts)
+    own_words, found = model.words_and_entities(texts)
     gold, predicted = [], []
     for words, entities, units_given, guessed in zip(
         own_words, frame[ENTITIES], frame[WORDS], found, strict=True

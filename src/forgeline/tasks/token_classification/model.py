@@ -26,6 +26,7 @@ from forgeline.tasks.token_classification.decoding import best_tags
 from forgeline.tasks.token_classification.inference import window_logits, word_probabilities
 from forgeline.tasks.token_classification.tagging import (
     OUTSIDE,
+    CharSpan,
     FoundEntity,
     entities_from_tags,
     tokenize,
@@ -226,8 +227,15 @@ class TokenClassifier:
 
     def find_entities(self, texts: Sequence[str]) -> list[list[FoundEntity]]:
         """Per text, its entities above the per-type ``min_score``."""
+        return self.words_and_entities(texts)[1]
+
+    def words_and_entities(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[CharSpan]], list[list[FoundEntity]]]:
+        """Per text, the words the model tags (character spans) and the entities it finds
+        above the per-type ``min_score``."""
         if not texts:
-            return []
+            return [], []
         tokenized, probabilities = word_probabilities(
             self._encoder, self._tokenizer, texts, self._max_length, self._stride
         )
@@ -238,11 +246,7 @@ class TokenClassifier:
             scores = [float(rows[i, j]) for i, j in enumerate(best)]
             entities = entities_from_tags(words, tags, scores)
             found.append([e for e in entities if e.score >= self._min_score.get(e.type, 0.0)])
-        return found
-
-    def words(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        """The words the model tags in each text (character spans)."""
-        return tokenize(self._tokenizer, texts, self._max_length, self._stride).words
+        return tokenized.words, found
 
     def logits(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """The logits of every token of every window, one row each (for parity checks)."""
