@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import api_client, run_cli, running_server
+from tests.e2e.conftest import api_client, report_in_browser, run_cli, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -115,32 +114,19 @@ def test_server_over_http(trained_project: Path) -> None:
 
 def test_report_renders_offline_in_a_real_browser(trained_project: Path) -> None:
     """Open report.html in headless Chromium: every plot decodes and nothing is fetched."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (.ci/run installs it)")
     report = trained_project / "models/support/v1/evaluation/report.html"
     if not report.is_file():
         run_cli("evaluate", cwd=trained_project)
-    requested: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page()
-        page.on("request", lambda request: requested.append(request.url))
-        page.goto(report.as_uri())
+    with report_in_browser(report) as (page, outside):
         images = page.evaluate(
             "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])"
         )
         headings = page.locator("h2").all_inner_texts()
-        browser.close()
     assert dict(images) == {"Confusion matrix": True, "Calibration": True}
     assert {"Per-class results", "Most confused class pairs", "Out-of-scope handling"} <= set(
         headings
     )
-    assert [url for url in requested if not url.startswith(("file:", "data:"))] == []
+    assert outside == []
 
 
 def test_compress_registers_an_onnx_version_and_rolls_back(trained_project: Path) -> None:

@@ -4,13 +4,12 @@ compress, and entities over HTTP with a key, billed one unit per text."""
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import api_client, run_cli, running_server
+from tests.e2e.conftest import api_client, report_in_browser, run_cli, running_server
 
 pytestmark = pytest.mark.e2e
 
@@ -91,29 +90,16 @@ def test_compress_keeps_entity_f1(trained_project: Path) -> None:
 def test_report_marks_entities_in_a_real_browser(trained_project: Path) -> None:
     """Open report.html in headless Chromium: the example texts show their entities marked
     with their types, and nothing is fetched from outside the file."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (.ci/run installs it)")
     report = trained_project / "models/entities/v1/evaluation/report.html"
     if not report.is_file():
         run_cli("evaluate", cwd=trained_project)
-    requested: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page()
-        page.on("request", lambda request: requested.append(request.url))
-        page.goto(report.as_uri())
+    with report_in_browser(report) as (page, outside):
         headings = page.locator("h2").all_inner_texts()
         marks = page.locator("mark").all_inner_texts()
         types = page.locator("mark sub").all_inner_texts()
-        browser.close()
     assert {"Per entity type", "Kinds of mistakes", "Type confusions"} <= set(headings)
     # Each mark shows the entity's text followed by its type.
     assert len(types) == len(marks)
     assert set(types) <= {"city", "order_id", "person", "product"}
     assert all(mark.endswith(kind) for mark, kind in zip(marks, types, strict=True))
-    assert [url for url in requested if not url.startswith(("file:", "data:"))] == []
+    assert outside == []
