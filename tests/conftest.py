@@ -89,20 +89,14 @@ def untrained_classifier() -> TextClassifier:
 def untrained_tagger() -> TokenClassifier:
     """MiniLM with a fresh head for two entity types: real weights and tokenizer, no training;
     short windows, so that texts of a few dozen words already take several."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModelForTokenClassification
 
     from forgeline.base_models import resolve_base_model
+    from forgeline.encoders.training import with_fresh_head
     from forgeline.tasks.token_classification.training import tag_names
 
-    base = resolve_base_model("minilm-l6")
     tags = tag_names(["city", "person"])
-    network = AutoModelForTokenClassification.from_pretrained(
-        base,
-        num_labels=len(tags),
-        id2label=dict(enumerate(tags)),
-        label2id={t: i for i, t in enumerate(tags)},
-        use_safetensors=True,
+    network, tokenizer = with_fresh_head(
+        AutoModelForTokenClassification, resolve_base_model("minilm-l6"), tags
     )
-    return TokenClassifier(
-        TorchEncoder(network), AutoTokenizer.from_pretrained(base), tags, 64, 16, {}
-    )
+    return TokenClassifier(TorchEncoder(network), tokenizer, tags, 64, 16, {})
