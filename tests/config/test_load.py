@@ -12,7 +12,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path, labelled_csv: str) -> None
     project = load_project(config)
     text_config = project.config_for(TextClassificationConfig)
     assert text_config.base_model == "minilm-l6"
-    assert text_config.training.max_length == 64
+    assert text_config.training.max_length == "auto"
     assert project.data_files()["train"] == tmp_path / "data/train.csv"
     assert project.registry_dir == tmp_path / "models"
 
@@ -81,8 +81,24 @@ def test_fallback_threshold_must_be_a_probability(tmp_path: Path, labelled_csv: 
     text = MINIMAL_YAML + "fallback:\n  label: other\n  threshold: 1.5\n"
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
     with pytest.raises(
-        ConfigError, match=r"fallback: threshold must be between 0 and 1, or 'auto' \(got 1\.5\)"
+        ConfigError,
+        match=r"fallback: threshold must be a probability between 0 and 1, or 'auto' \(got 1\.5\)"
+        r"; energy thresholds need score: energy",
     ):
+        load_project(config)
+
+
+def test_an_energy_threshold_may_be_any_number(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "fallback: {label: other, score: energy, threshold: 7.5}\n"
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    fallback = load_project(config).config_for(TextClassificationConfig).fallback
+    assert fallback is not None and (fallback.score, fallback.threshold) == ("energy", 7.5)
+
+
+def test_max_length_outside_its_range_is_refused(tmp_path: Path, labelled_csv: str) -> None:
+    text = MINIMAL_YAML + "training: {max_length: 4}\n"
+    config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
+    with pytest.raises(ConfigError, match=r"training\.max_length: .*between 8 and 512, or 'auto'"):
         load_project(config)
 
 

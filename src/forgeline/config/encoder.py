@@ -11,10 +11,10 @@ from forgeline.config.sections import Section
 
 
 class TrainingConfig(Section):
-    epochs: float = Field(3, gt=0, le=100)
+    """What every encoder task sets the same way; epochs and lengths are each task's own."""
+
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(32, ge=1, le=4096)
-    max_length: int = Field(64, ge=8, le=512, description="Longer inputs are truncated.")
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0, lt=1)
     early_stopping_patience: int = Field(

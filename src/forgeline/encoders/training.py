@@ -153,6 +153,7 @@ class FineTuned:
 def fine_tune(
     model: PreTrainedModel,
     settings: TrainingConfig,
+    epochs: float,
     data: tuple[Dataset[Any], Dataset[Any]],
     collator: Any,
     compute_metrics: Callable[[EvalPrediction], dict[str, float]],
@@ -169,7 +170,7 @@ def fine_tune(
     try:
         args = TrainingArguments(
             output_dir=work,
-            num_train_epochs=settings.epochs,
+            num_train_epochs=epochs,
             learning_rate=settings.learning_rate,
             per_device_train_batch_size=settings.batch_size,
             per_device_eval_batch_size=max(64, settings.batch_size),
@@ -208,9 +209,9 @@ def fine_tune(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     epochs_run = float(trainer.state.epoch or 0)
-    if epochs_run < settings.epochs - 1e-6:
+    if epochs_run < epochs - 1e-6:
         notify(
-            f"stopped early after epoch {epochs_run:.0f} of {settings.epochs:g}: validation "
+            f"stopped early after epoch {epochs_run:.0f} of {epochs:g}: validation "
             f"{metric.name} did not improve for {settings.early_stopping_patience} epoch(s); "
             f"keeping epoch {best.best_epoch or 0:.0f} ({metric.name} {best.best_score or 0:.4f})"
         )

@@ -54,7 +54,7 @@ def test_quantization_that_costs_accuracy_is_refused(
 ) -> None:
     # Stand in for a quantization that damages the model, measured by the real accuracy check
     # against labels the original model gets right.
-    labels = untrained_classifier.predicted_labels(untrained_classifier.predict_proba(TEXTS))
+    labels = untrained_classifier.predicted_labels(untrained_classifier.logits(TEXTS))
     frame = pd.DataFrame({"text": TEXTS, "label": labels})
     data = DataSplits(frame, frame, frame, {"sha256": "0" * 64, "files": {}})
     # The same network with its class rows rotated: every prediction moves to another label.
@@ -66,7 +66,7 @@ def test_quantization_that_costs_accuracy_is_refused(
     monkeypatch.setattr(gate, "quantize_int8", lambda model, per_channel: damaged)
 
     def macro_f1(model: TextClassifier) -> float:
-        predicted = model.predicted_labels(model.predict_proba(TEXTS))
+        predicted = model.predicted_labels(model.logits(TEXTS))
         return float(f1_score(labels, predicted, average="macro", zero_division=0))
 
     before = macro_f1(untrained_classifier)

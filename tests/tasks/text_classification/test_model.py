@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import logsumexp
 
 from forgeline.errors import InputError
 from forgeline.tasks.text_classification import TextClassifier
@@ -32,6 +36,37 @@ def test_threshold_turns_low_confidence_into_the_fallback(
         untrained_classifier.fallback = Fallback("other", 0.0)
     assert [p["label"] for p in predictions] == ["other", "other"]
     assert all(set(p["probabilities"]) == {"account", "refund", "shipping"} for p in predictions)
+
+
+def test_energy_threshold_decides_on_the_logits_not_the_probabilities(
+    untrained_classifier: TextClassifier,
+) -> None:
+    from forgeline.tasks.text_classification.model import Fallback
+
+    texts = ["refund please", "where is my parcel"]
+    energy = logsumexp(untrained_classifier.logits(texts).astype(np.float64), axis=1)
+    # A threshold between the two energies: only the less energetic text falls back, whatever
+    # its top probability.
+    untrained_classifier.fallback = Fallback("other", float(energy.mean()), "energy")
+    try:
+        predictions = untrained_classifier.predict(texts)
+    finally:
+        untrained_classifier.fallback = Fallback("other", 0.0)
+    assert [p["fallback"] for p in predictions] == list(energy < energy.mean())
+    assert sum(p["label"] == "other" for p in predictions) == 1
+
+
+def test_fallback_rule_is_saved_with_its_score(
+    untrained_classifier: TextClassifier, tmp_path: Path
+) -> None:
+    from forgeline.tasks.text_classification.model import Fallback
+
+    untrained_classifier.fallback = Fallback("other", 3.5, "energy")
+    try:
+        untrained_classifier.save(tmp_path)
+    finally:
+        untrained_classifier.fallback = Fallback("other", 0.0)
+    assert TextClassifier.load(tmp_path).fallback == Fallback("other", 3.5, "energy")
 
 
 def test_inputs_from_table_names_the_bad_row(untrained_classifier: TextClassifier) -> None:

@@ -22,7 +22,7 @@ def compress_text_classifier(
     texts, truth = list(data.validation[TEXT]), list(data.validation[LABEL])
 
     def macro_f1(candidate: TextClassifier) -> float:
-        predicted = candidate.predicted_labels(candidate.predict_proba(texts))
+        predicted = candidate.predicted_labels(candidate.logits(texts))
         return float(f1_score(truth, predicted, average="macro", zero_division=0))
 
     return compress_encoder_model(model, texts, macro_f1, "macro_f1", "macro-F1", settings, notify)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from forgeline.encoders.runtime import softmax
 from forgeline.evaluate.fairness import (
     MIN_GROUP_SIZE,
     group_tables,
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
 def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evaluation:
     texts = list(data[TEXT])
     truth = list(data[LABEL])
-    probabilities = model.predict_proba(texts)
-    predicted = model.predicted_labels(probabilities)
+    logits = model.logits(texts)
+    probabilities = softmax(logits)
+    predicted = model.predicted_labels(logits)
     labels = model.labels
     if model.fallback is not None and model.fallback.label not in labels:
         labels = [*labels, model.fallback.label]
@@ -58,6 +60,7 @@ def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evalu
         metrics["fallback"] = {
             "label": fallback,
             "threshold": model.fallback.threshold,
+            "score": model.fallback.score,
             "in_scope_accuracy": in_scope_accuracy,
             "fallback_recall": fallback_recall,
         }
@@ -104,8 +107,8 @@ def evaluate_text_classifier(model: TextClassifier, data: pd.DataFrame) -> Evalu
             ReportSection(
                 title="Out-of-scope handling",
                 paragraphs=[
-                    f"Predictions with top probability below {model.fallback.threshold:.3f} "
-                    f"(chosen on the validation split) are returned as '{model.fallback.label}'."
+                    f"{model.fallback.describe().capitalize()} (chosen on the validation split) "
+                    f"are returned as '{model.fallback.label}'."
                 ],
             ),
         )

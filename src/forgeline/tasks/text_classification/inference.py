@@ -1,4 +1,4 @@
-"""Class probabilities of a batch of texts from either runtime (see :mod:`forgeline.encoders`)."""
+"""Class logits of a batch of texts from either runtime (see :mod:`forgeline.encoders`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from forgeline.encoders.runtime import PREDICT_BATCH_SIZE, Encoder, softmax
+from forgeline.encoders.runtime import PREDICT_BATCH_SIZE, Encoder
 
 
 def batched_logits(
@@ -28,9 +28,3 @@ def batched_logits(
         )
         result[batch] = encoder.logits(dict(encoded))
     return result
-
-
-def class_probabilities(
-    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, num_labels: int
-) -> NDArray[np.float32]:
-    return softmax(batched_logits(encoder, tokenizer, texts, max_length, num_labels))

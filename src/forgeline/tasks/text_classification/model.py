@@ -17,24 +17,18 @@ from transformers.utils import logging as hf_logging
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.data_files import BandConfig
-from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder
+from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder, softmax
 from forgeline.errors import NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
-from forgeline.tasks.text_classification.fallback import apply_threshold
-from forgeline.tasks.text_classification.inference import batched_logits, class_probabilities
+from forgeline.tasks.text_classification.fallback import Fallback, apply_threshold, confidence
+from forgeline.tasks.text_classification.inference import batched_logits
 from forgeline.tasks.text_inputs import check_texts, text_input_schema, texts_from_table
 
 # Transformers' own bars (weight loading, shard writing) are noise next to Forgeline's output.
 hf_logging.disable_progress_bar()
 
 TASK_FILE = "task.json"
-
-
-@dataclass(frozen=True)
-class Fallback:
-    label: str
-    threshold: float
 
 
 @dataclass(frozen=True)
@@ -110,8 +104,8 @@ class TextClassifier:
             TorchEncoder(trained.model),
             trained.tokenizer,
             trained.labels,
-            config.training.max_length,
-            Fallback(trained.fallback_label, trained.threshold) if trained.fallback_label else None,
+            trained.max_length,
+            trained.fallback,
             trained.metrics,
             config.data.text_column,
             FairnessAudit(
@@ -131,7 +125,11 @@ class TextClassifier:
             "fairness": None if self.audit is None else self.audit.to_json(),
             "fallback": None
             if self.fallback is None
-            else {"label": self.fallback.label, "threshold": self.fallback.threshold},
+            else {
+                "label": self.fallback.label,
+                "threshold": self.fallback.threshold,
+                "score": self.fallback.score,
+            },
         }
         (directory / TASK_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
@@ -148,7 +146,10 @@ class TextClassifier:
             tokenizer,
             settings["labels"],
             settings["max_length"],
-            Fallback(fallback["label"], fallback["threshold"]) if fallback else None,
+            # Models saved before the energy score existed thresholded the top probability.
+            Fallback(fallback["label"], fallback["threshold"], fallback.get("score", "probability"))
+            if fallback
+            else None,
             metrics,
             settings.get("text_column", TEXT),
             FairnessAudit.from_json(settings["fairness"]) if settings.get("fairness") else None,
@@ -199,9 +200,10 @@ class TextClassifier:
         """Per input: ``label``; ``score``, the model's probability of that label (0 for a
         fallback label that is not a trained class); ``fallback``, whether the label comes from
         the confidence threshold rather than the model's top class; all ``probabilities``."""
-        probabilities = self.predict_proba(inputs)
+        logits = self.logits(inputs)
+        probabilities = softmax(logits)
         predictions = []
-        for label, row in zip(self.predicted_labels(probabilities), probabilities, strict=True):
+        for label, row in zip(self.predicted_labels(logits), probabilities, strict=True):
             by_label = {name: float(p) for name, p in zip(self._labels, row, strict=True)}
             predictions.append(
                 {
@@ -275,16 +277,16 @@ class TextClassifier:
         )
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return class_probabilities(
-            self.encoder, self._tokenizer, texts, self._max_length, len(self._labels)
-        )
+        return softmax(self.logits(texts))
 
-    def predicted_labels(self, probabilities: NDArray[np.float32]) -> list[str]:
-        predicted = probabilities.argmax(axis=1)
+    def predicted_labels(self, logits: NDArray[np.float32]) -> list[str]:
+        """The label of each row of ``logits``: the top class, or the fallback label when the
+        fallback rule's confidence score is below its threshold."""
+        predicted = logits.argmax(axis=1)
         if self.fallback is not None:
             predicted = apply_threshold(
                 predicted,
-                probabilities.max(axis=1),
+                confidence(logits, self.fallback.score),
                 self.fallback.threshold,
                 self._fallback_index(),
             )

@@ -133,6 +133,7 @@ def train_token_classifier(project: Project, data: DataSplits, notify: Notify) -
     tuned = fine_tune(
         model,
         settings,
+        settings.epochs,
         (train_set, validation_set),
         DataCollatorForTokenClassification(tokenizer),
         _entity_f1(tags),
