@@ -40,7 +40,7 @@ def test_train_registers_a_verified_version(trained_project: Path) -> None:
     metrics = json.loads((version / "metrics.json").read_text())
     # The template's 'other' texts in validation decide which confidence score is used.
     recalls = {s: metrics[f"validation_fallback_recall_{s}"] for s in ("probability", "energy")}
-    assert metrics["fallback_score"] == max(recalls, key=lambda s: (recalls[s], s == "energy"))
+    assert metrics["fallback_score"] == max(recalls, key=lambda s: (recalls[s], s == "probability"))
     if metrics["fallback_score"] == "probability":
         assert 0 <= metrics["fallback_threshold"] <= 1
     assert metrics["validation_macro_f1"] > 0.7

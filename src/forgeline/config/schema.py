@@ -72,8 +72,8 @@ class FallbackConfig(Section):
             "How confidence is measured: the top class probability, or the energy score "
             "(log-sum-exp of the logits), which tells unfamiliar inputs apart better on CLINC150. "
             "'auto' takes the one that catches more out-of-scope validation examples within the "
-            "accuracy budget (energy when the validation split has none), or probability when "
-            "threshold is a number."
+            "accuracy budget (probability on a tie or when the validation split has none), or "
+            "probability when threshold is a number."
         ),
     )
     threshold: float | Literal["auto"] = Field(

@@ -78,7 +78,15 @@ def test_choose_fallback_without_out_of_scope_examples_uses_the_default() -> Non
     logits, truth = _logits_where_only_energy_separates()
     in_scope_only = truth != FALLBACK
     chosen = choose_fallback(logits[in_scope_only], truth[in_scope_only], FALLBACK, 0.0)
-    assert chosen.score == "energy" and chosen.recall_by_score == {}
+    assert chosen.score == "probability" and chosen.recall_by_score == {}
+
+
+def test_choose_fallback_on_a_tie_keeps_the_top_probability() -> None:
+    logits = np.array([[9.0, 0.0, 0.0], [8.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    truth = np.array([0, 0, FALLBACK])  # both scores put the fallback row lowest
+    chosen = choose_fallback(logits, truth, FALLBACK, 0.0)
+    assert chosen.recall_by_score == {"probability": 1.0, "energy": 1.0}
+    assert chosen.score == "probability"
 
 
 def test_choose_fallback_can_be_held_to_one_score() -> None:

@@ -37,9 +37,9 @@ def test_fit_learns_and_records_validation_metrics(tmp_path: Path, labelled_csv:
     assert metrics["validation_macro_f1"] > 0.6
     assert metrics["train_examples"] == 72
     assert model.fallback is not None and model.fallback.label == "other"
-    # No 'other' examples in validation to choose by: the energy score, with a threshold that
-    # keeps in-scope validation accuracy within the allowed drop.
-    assert model.fallback.score == metrics["fallback_score"] == "energy"
+    # No 'other' examples in validation to choose by: the top probability, with a threshold
+    # that keeps in-scope validation accuracy within the allowed drop.
+    assert model.fallback.score == metrics["fallback_score"] == "probability"
     assert np.isfinite(metrics["fallback_threshold"])
     validation = TextClassifier.prepare_data(load_project(tmp_path / "forgeline.yaml")).validation
     logits = model.logits(list(validation["text"]))
