@@ -16,7 +16,7 @@ score is used (on CLINC150 with the example's budget, energy: see
 ``benchmarks/text_defaults_bench.py``, which also shows a tie at the template's). Otherwise the top
 probability: a tie or no out-of-scope examples says nothing for either, and on a small
 validation split the threshold sits at its least confident correct text, which an unbounded
-score carries less well to new texts (the template's 24 validation texts: an energy threshold
+score carries less well to new texts (the template's 28 validation texts: an energy threshold
 turned "reset my password" into the fallback, the probability threshold did not).
 """
 
