@@ -34,9 +34,8 @@ from forgeline.tasks.text_classification import TextClassifier
 from forgeline.tasks.text_classification.data import LABEL, TEXT
 from forgeline.tasks.text_classification.fallback import (
     SCORES,
-    apply_threshold,
+    Fallback,
     choose_fallback,
-    confidence,
     in_scope_accuracy_and_fallback_recall,
 )
 
@@ -128,9 +127,7 @@ def tradeoffs(model: TextClassifier, data: Any) -> list[tuple[str, float, list[f
             chosen = choose_fallback(*splits[0], index, drop, (score,))
             measured: list[float] = []
             for logits, truth in splits:
-                predicted = apply_threshold(
-                    logits.argmax(1), confidence(logits, score), chosen.threshold, index
-                )
+                predicted = Fallback(FALLBACK, chosen.threshold, score).apply(logits, index)
                 in_scope, recall = in_scope_accuracy_and_fallback_recall(predicted, truth, index)
                 measured += [in_scope, recall or 0.0]
             rows.append((score, drop, measured))

@@ -53,6 +53,13 @@ class Fallback:
         )
         return f"predictions whose {measure} is below {self.threshold:.3f}"
 
+    def apply(self, logits: NDArray[np.floating[Any]], fallback_index: int) -> NDArray[np.int64]:
+        """Class index per row of ``logits``: the top class, or ``fallback_index`` where the
+        rule's confidence score is below its threshold."""
+        return apply_threshold(
+            logits.argmax(axis=1), confidence(logits, self.score), self.threshold, fallback_index
+        )
+
 
 def confidence(logits: NDArray[np.floating[Any]], score: ConfidenceScore) -> NDArray[np.float64]:
     """Per row, how much the model trusts its top class: higher is more confident."""

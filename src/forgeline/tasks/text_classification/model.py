@@ -21,7 +21,7 @@ from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder, soft
 from forgeline.errors import NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
-from forgeline.tasks.text_classification.fallback import Fallback, apply_threshold, confidence
+from forgeline.tasks.text_classification.fallback import Fallback
 from forgeline.tasks.text_classification.inference import batched_logits
 from forgeline.tasks.text_inputs import check_texts, text_input_schema, texts_from_table
 
@@ -282,14 +282,10 @@ class TextClassifier:
     def predicted_labels(self, logits: NDArray[np.float32]) -> list[str]:
         """The label of each row of ``logits``: the top class, or the fallback label when the
         fallback rule's confidence score is below its threshold."""
-        predicted = logits.argmax(axis=1)
-        if self.fallback is not None:
-            predicted = apply_threshold(
-                predicted,
-                confidence(logits, self.fallback.score),
-                self.fallback.threshold,
-                self._fallback_index(),
-            )
+        if self.fallback is None:
+            predicted = logits.argmax(axis=1)
+        else:
+            predicted = self.fallback.apply(logits, self._fallback_index())
         return [self._label_name(int(i)) for i in predicted]
 
 

@@ -28,9 +28,7 @@ from forgeline.tasks.text_classification.data import LABEL, TEXT
 from forgeline.tasks.text_classification.fallback import (
     SCORES,
     Fallback,
-    apply_threshold,
     choose_fallback,
-    confidence,
     in_scope_accuracy_and_fallback_recall,
 )
 from forgeline.tasks.text_classification.inference import batched_logits
@@ -203,9 +201,7 @@ def _fallback_rule(
             float(settings.threshold),
             "energy" if settings.score == "energy" else "probability",
         )
-    predicted = apply_threshold(
-        logits.argmax(axis=1), confidence(logits, rule.score), rule.threshold, index
-    )
+    predicted = rule.apply(logits, index)
     in_scope, recall = in_scope_accuracy_and_fallback_recall(predicted, truth, index)
     metrics.update(
         {
