@@ -92,7 +92,7 @@ def untrained_tagger() -> TokenClassifier:
     from transformers import AutoModelForTokenClassification
 
     from forgeline.base_models import resolve_base_model
-    from forgeline.encoders.training import with_fresh_head
+    from forgeline.encoders.heads import with_fresh_head
     from forgeline.tasks.token_classification.training import tag_names
 
     tags = tag_names(["city", "person"])

@@ -8,8 +8,9 @@ from typing import ClassVar, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from forgeline.config.data_files import DataFiles
-from forgeline.config.encoder import CompressConfig, TrainingConfig
+from forgeline.config.encoder import CompressConfig
 from forgeline.config.project import ProjectBase
+from forgeline.config.training import TrainingConfig
 
 TOKEN_PER_LINE_SUFFIXES = (".conll", ".txt", ".bio", ".iob", ".tsv")
 """Files of one token and its tag per line, sentences separated by a blank line."""

@@ -16,10 +16,11 @@ from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from forgeline.config.chat import ChatConfig
 from forgeline.config.data_files import TableFiles
-from forgeline.config.encoder import CompressConfig, TrainingConfig
+from forgeline.config.encoder import CompressConfig
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.project import ProjectBase
 from forgeline.config.sections import Section
+from forgeline.config.training import TrainingConfig
 
 
 class TextDataConfig(TableFiles):
@@ -85,7 +86,7 @@ class FallbackConfig(Section):
         ),
     )
     max_in_scope_accuracy_drop: float = Field(
-        0.01,
+        0.002,
         ge=0,
         le=1,
         description="With threshold 'auto': largest loss of validation in-scope accuracy allowed.",
@@ -108,8 +109,8 @@ class FallbackConfig(Section):
 class TextTrainingConfig(TrainingConfig):
     epochs: float | Literal["auto"] = Field(
         "auto",
-        description="Passes over the training data. auto: enough for about 2,500 optimizer "
-        "steps, between 3 and 10 (small data sets need more passes, large ones fewer).",
+        description="Passes over the training data. auto: enough for about 2,300 optimizer "
+        "steps, between 3 and 20 (small data sets need more passes, large ones fewer).",
     )
     max_length: int | Literal["auto"] = Field(
         "auto",

@@ -1,2 +1,2 @@
 """What the transformer-encoder tasks share: the runtimes that compute logits (PyTorch, ONNX
-Runtime) and the pieces of Hugging Face ``Trainer`` set-up every fine-tuning run uses."""
+Runtime) and a pretrained encoder with a new output layer."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from forgeline.errors import DataError
-from forgeline.tasks.chat.data import read_conversations
+from forgeline.tasks.chat.data import read_conversations, read_pairs
 
 
 def _write(path: Path, lines: list[object]) -> Path:
@@ -65,3 +65,38 @@ def test_only_json_lines_files_are_read(tmp_path: Path) -> None:
     path.write_text("prompt,response\n", encoding="utf-8")
     with pytest.raises(DataError, match="JSON Lines"):
         read_conversations(path)
+
+
+def test_a_table_of_prompts_and_responses_becomes_one_turn_conversations(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_text(
+        'instruction,response,intent\n"where is my parcel?","It is on its way.",track\n'
+        '"cancel order 12","Done: order 12 is cancelled.",cancel\n',
+        encoding="utf-8",
+    )
+    conversations = read_pairs(path, "instruction", "response")
+    assert [c.messages for c in conversations][1] == [
+        {"role": "user", "content": "cancel order 12"},
+        {"role": "assistant", "content": "Done: order 12 is cancelled."},
+    ]
+    assert conversations[1].source.endswith("pairs.csv, row 2 (line 3)")
+
+
+def test_empty_cells_and_missing_columns_of_a_pairs_table_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    _write(
+        path,
+        [
+            {"q": "hi", "a": "hello"},
+            {"q": "  ", "a": "x"},
+            {"q": "thanks", "a": None},
+        ],
+    )
+    with pytest.raises(DataError) as error:
+        read_pairs(path, "q", "a")
+    message = str(error.value)
+    assert "2 problem(s)" in message
+    assert "pairs.jsonl, line 2, column 'q': empty" in message
+    assert "pairs.jsonl, line 3, column 'a': empty" in message
+    with pytest.raises(DataError, match=r"no column 'answer' \(data.response_column\)"):
+        read_pairs(path, "q", "answer")

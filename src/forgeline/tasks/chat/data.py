@@ -1,8 +1,9 @@
-"""Conversations for a chat project: JSON Lines of ``{"messages": [{"role", "content"}, ...]}``.
+"""Conversations for a chat project: JSON Lines of ``{"messages": [{"role", "content"}, ...]}``,
+or a table (CSV, JSONL, Parquet) of prompt and response columns, one one-turn conversation a row.
 
-Every problem is reported with its file, line and message (an unknown role, empty content, a
-conversation that does not end with the assistant's reply), all of them at once, before any
-model is loaded.
+Every problem is reported with its file, line (or row) and message (an unknown role, empty
+content, a conversation that does not end with the assistant's reply), all of them at once,
+before any model is loaded.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pandas as pd
 from forgeline.config import Project
 from forgeline.config.chat import ChatConfig
 from forgeline.data import fingerprint_files
-from forgeline.data.io import display_path
+from forgeline.data.io import display_path, read_table
 from forgeline.data.split import split_frames
+from forgeline.data.values import is_missing
 from forgeline.errors import DataError
 from forgeline.tasks.base import DataSplits
 from forgeline.tasks.chat.prompting import ChatMessage
@@ -41,7 +43,10 @@ def read_conversations(path: Path) -> list[Conversation]:
     if not path.is_file():
         raise DataError(f"no such file '{path}'")
     if path.suffix.lower() != ".jsonl":
-        raise DataError(f"{path}: conversations are read from JSON Lines (.jsonl) files")
+        raise DataError(
+            f"{path}: conversations are read from JSON Lines (.jsonl) files; a table of "
+            "prompts and replies needs data.prompt_column and data.response_column"
+        )
     shown = display_path(path)
     conversations: list[Conversation] = []
     problems: list[str] = []
@@ -59,6 +64,46 @@ def read_conversations(path: Path) -> list[Conversation]:
             problems.extend(found)
             if not found:
                 conversations.append(Conversation(messages, where))
+    _raise_problems(problems)
+    if not conversations:
+        raise DataError(f"{shown}: the file has no conversations")
+    return conversations
+
+
+def read_pairs(path: Path, prompt_column: str, response_column: str) -> list[Conversation]:
+    """A table's rows as one-turn conversations (the prompt from the user, the response from
+    the assistant); raises :class:`DataError` listing every empty cell."""
+    table = read_table(path)
+    frame = table.frame
+    missing = [c for c in (prompt_column, response_column) if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{display_path(path)}: no column {', '.join(map(repr, missing))} (data."
+            f"{'prompt' if missing[0] == prompt_column else 'response'}_column); the file has "
+            f"{', '.join(map(repr, map(str, frame.columns)))}"
+        )
+    conversations: list[Conversation] = []
+    problems: list[str] = []
+    for position, (prompt, response) in enumerate(
+        zip(frame[prompt_column], frame[response_column], strict=True)
+    ):
+        empty = [
+            column
+            for column, value in ((prompt_column, prompt), (response_column, response))
+            if is_missing(value) or not str(value).strip()
+        ]
+        problems.extend(f"{table.where(position, column)}: empty" for column in empty)
+        if not empty:
+            messages = [
+                ChatMessage(role="user", content=str(prompt)),
+                ChatMessage(role="assistant", content=str(response)),
+            ]
+            conversations.append(Conversation(messages, table.where(position)))
+    _raise_problems(problems)
+    return conversations
+
+
+def _raise_problems(problems: list[str]) -> None:
     if problems:
         more = len(problems) - _MAX_LISTED
         listed = "\n  ".join(problems[:_MAX_LISTED])
@@ -66,9 +111,6 @@ def read_conversations(path: Path) -> list[Conversation]:
             f"{len(problems)} problem(s) in the conversations:\n  {listed}"
             + (f"\n  ... and {more} more" if more > 0 else "")
         )
-    if not conversations:
-        raise DataError(f"{shown}: the file has no conversations")
-    return conversations
 
 
 def _messages(record: Any, where: str) -> tuple[list[ChatMessage], list[str]]:
@@ -109,7 +151,15 @@ def prepare_conversations(project: Project) -> DataSplits:
     files = project.data_files()
     if config.data is None or not files:
         return DataSplits(empty, empty, empty, {"sha256": "", "files": {}})
-    read = {field: _frame(read_conversations(path)) for field, path in files.items()}
+    prompt, response = config.data.prompt_column, config.data.response_column
+    read = {
+        field: _frame(
+            read_pairs(path, prompt, response)
+            if prompt is not None and response is not None
+            else read_conversations(path)
+        )
+        for field, path in files.items()
+    }
     if "train" in read:  # validation and test not given are split from it, seeded
         read = split_frames(read, None, config.data.split)
     return DataSplits(

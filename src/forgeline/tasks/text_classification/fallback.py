@@ -12,8 +12,8 @@ Two confidence scores are on offer: the top class probability, and the energy sc
 Softmax divides away how strongly the network responds at all, which is what tells an input it
 was trained on from one it was not; the energy keeps it. When the validation split holds
 out-of-scope examples and one score catches more of them within the same accuracy budget, that
-score is used (on CLINC150 with the example's budget, energy: see
-``benchmarks/text_defaults_bench.py``, which also shows a tie at the template's). Otherwise the top
+score is used (on CLINC150, energy at every budget ``benchmarks/text_defaults_bench.py`` shows:
+validation recall 0.72 against 0.68 at the default budget of 0.2 points). Otherwise the top
 probability: a tie or no out-of-scope examples says nothing for either, and on a small
 validation split the threshold sits at its least confident correct text, which an unbounded
 score carries less well to new texts (the template's 28 validation texts: an energy threshold

@@ -22,8 +22,8 @@ from transformers import (
 from forgeline.base_models import resolve_base_model
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.load import Project
+from forgeline.encoders.heads import with_fresh_head
 from forgeline.encoders.runtime import softmax
-from forgeline.encoders.training import Metric, fine_tune, with_fresh_head
 from forgeline.tasks.base import DataSplits, Notify
 from forgeline.tasks.token_classification.data import ENTITIES, TEXT, entity_types
 from forgeline.tasks.token_classification.decoding import best_tags
@@ -34,6 +34,7 @@ from forgeline.tasks.token_classification.tagging import (
     tags_for_spans,
     tokenize,
 )
+from forgeline.training import Metric, fine_tune
 
 IGNORED = -100
 """The label of sub-tokens the loss leaves out (PyTorch's cross-entropy ignore index)."""

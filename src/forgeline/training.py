@@ -1,4 +1,5 @@
-"""Pieces of a Hugging Face ``Trainer`` run that every encoder task sets up the same way."""
+"""Pieces of a Hugging Face ``Trainer`` run that every task which fine-tunes a pretrained model
+(text and token classification, chat) sets up the same way."""
 
 from __future__ import annotations
 
@@ -7,14 +8,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import (
-    AutoTokenizer,
     EarlyStoppingCallback,
     EvalPrediction,
     PreTrainedModel,
@@ -25,10 +24,8 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from transformers.utils import logging as hf_logging
 
-from forgeline.config.encoder import TrainingConfig
-from forgeline.encoders.runtime import PretrainedLoader
+from forgeline.config.training import TrainingConfig
 from forgeline.errors import ConfigError
 from forgeline.tasks.base import Notify
 
@@ -84,15 +81,18 @@ def use_cpu(choice: str) -> bool:
 
 
 class KeepBestWeights(TrainerCallback):
-    """Keeps a copy of the weights of the best evaluation so far in memory and puts them back
-    in the model when training ends.
+    """Keeps a copy of the trainable weights of the best evaluation so far in memory and puts
+    them back in the model when training ends.
 
     Instead of Trainer's ``load_best_model_at_end``, which needs a checkpoint on disk every
     epoch (weights and optimizer state: about three times the model) only to read one back.
+    Only parameters that train are copied: all of an encoder being fine-tuned, only the
+    adapters of a LoRA run (the frozen base never changes).
     """
 
-    def __init__(self, metric_key: str) -> None:
+    def __init__(self, metric_key: str, higher_is_better: bool = True) -> None:
         self._metric_key = metric_key
+        self._sign = 1.0 if higher_is_better else -1.0
         self._best: dict[str, torch.Tensor] | None = None
         self.best_score: float | None = None
         self.best_epoch: float | None = None
@@ -109,16 +109,20 @@ class KeepBestWeights(TrainerCallback):
         model = kwargs.get("model")
         if score is None or model is None:
             return
-        if self.best_score is None or score > self.best_score:
+        if self.best_score is None or self._sign * (score - self.best_score) > 0:
             self.best_score, self.best_epoch = score, state.epoch
-            self._best = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self._best = {
+                name: value.detach().to("cpu", copy=True)
+                for name, value in model.named_parameters()
+                if value.requires_grad
+            }
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         model = kwargs.get("model")
         if self._best is not None and model is not None:
-            model.load_state_dict(self._best)
+            model.load_state_dict(self._best, strict=False)
 
 
 class EarlyStopping(EarlyStoppingCallback):
@@ -139,6 +143,7 @@ class Metric:
 
     key: str
     name: str
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -156,24 +161,28 @@ def fine_tune(
     epochs: float,
     data: tuple[Dataset[Any], Dataset[Any]],
     collator: Any,
-    compute_metrics: Callable[[EvalPrediction], dict[str, float]],
+    compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None,
     metric: Metric,
     notify: Notify,
+    eval_batch_size: int | None = None,
 ) -> FineTuned:
-    """Train on ``data`` (train, validation) with HF ``Trainer`` as every encoder task does:
+    """Train on ``data`` (train, validation) with HF ``Trainer`` as every task does:
     length-grouped batches with dynamic padding (far less padding, about 4x faster on short
     texts), linear decay after warm-up, an evaluation per epoch, early stopping on ``metric``
-    and the best epoch's weights at the end."""
+    and the best epoch's weights at the end. Without ``compute_metrics`` the metric is the
+    validation ``loss`` and no logits are gathered (a language model's would not fit in
+    memory: vocabulary x tokens x examples). Validation batches hold ``eval_batch_size`` examples
+    (default: at least 64, for encoders whose logits are small)."""
     train_set, validation_set = data
     work = tempfile.mkdtemp(prefix="forgeline-train-")
-    best = KeepBestWeights(f"eval_{metric.key}")
+    best = KeepBestWeights(f"eval_{metric.key}", metric.higher_is_better)
     try:
         args = TrainingArguments(
             output_dir=work,
             num_train_epochs=epochs,
             learning_rate=settings.learning_rate,
             per_device_train_batch_size=settings.batch_size,
-            per_device_eval_batch_size=max(64, settings.batch_size),
+            per_device_eval_batch_size=eval_batch_size or max(64, settings.batch_size),
             warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of all steps
             weight_decay=settings.weight_decay,
             lr_scheduler_type="linear",
@@ -181,7 +190,8 @@ def fine_tune(
             eval_strategy="epoch",
             save_strategy="no",  # the best weights are kept in memory (KeepBestWeights)
             metric_for_best_model=metric.key,
-            greater_is_better=True,
+            prediction_loss_only=compute_metrics is None,
+            greater_is_better=metric.higher_is_better,
             logging_strategy="no",
             report_to=[],
             seed=settings.seed,
@@ -218,22 +228,3 @@ def fine_tune(
     tuned = cast(PreTrainedModel, trainer.model)
     tuned.eval()
     return FineTuned(tuned, seconds, epochs_run, float(best.best_score or 0.0))
-
-
-def with_fresh_head(
-    architecture: type[PretrainedLoader], base_dir: Path, labels: list[str]
-) -> tuple[PreTrainedModel, Any]:
-    """The pretrained encoder in ``base_dir`` with a new output layer for ``labels``, and its
-    tokenizer."""
-    hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
-    try:
-        model = architecture.from_pretrained(
-            base_dir,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            use_safetensors=True,
-        )
-    finally:
-        hf_logging.set_verbosity_warning()
-    return cast(PreTrainedModel, model), AutoTokenizer.from_pretrained(base_dir)
