@@ -67,23 +67,16 @@ def evaluate_chat(model: ChatModel, data: pd.DataFrame) -> Evaluation:
         "conversations": len(conversations),
         "mean_reference_words": _mean_words(references),
     }
-    summary = [
-        ("perplexity", f"{scores.perplexity:.3f}"),
-        ("ROUGE-L", f"{scores.rouge_l:.3f}"),
-        ("exact match", f"{scores.exact_match:.3f}"),
-        ("mean reply words", f"{scores.reply_words:.1f}"),
-        ("conversations", str(len(conversations))),
-    ]
+    summary = _summary(scores)
     if base_scores is not None:
         metrics |= base_scores.metrics("base_")
         metrics["perplexity_ratio_to_base"] = scores.perplexity / base_scores.perplexity
         metrics["rouge_l_gain_over_base"] = scores.rouge_l - base_scores.rouge_l
-        summary[:4] = [
+        summary = [
             (f"{name} (base)", f"{value} ({base_value})")
-            for (name, value), (_, base_value) in zip(
-                summary[:4], _summary(base_scores), strict=True
-            )
+            for (name, value), (_, base_value) in zip(summary, _summary(base_scores), strict=True)
         ]
+    summary.append(("conversations", str(len(conversations))))
     return Evaluation(
         metrics=metrics,
         summary=summary,
