@@ -92,11 +92,11 @@ def load_base(weights: Path) -> tuple[PreTrainedModel, Any]:
         hf_logging.set_verbosity_warning()
     # transformers dequantizes a GGUF to plain float32 weights on load but still marks the model
     # as GGUF-quantized, and Trainer refuses to train such a model; nothing quantized is left.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return cast(PreTrainedModel, model), tokenizer
+    loaded = cast(PreTrainedModel, model)
+    quantizer = getattr(loaded, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(loaded)
+    return loaded, tokenizer
 
 
 def template_of(tokenizer: Any, weights: Path) -> ChatTemplate:
