@@ -77,7 +77,10 @@ app.command()(chat)
 app.command()(generate)
 
 
-TEMPLATES = ("text-classification", "token-classification", "tabular-classification", "chat")
+TEMPLATES = tuple(
+    sorted(t.name for t in (resources.files("forgeline") / "templates").iterdir() if t.is_dir())
+)
+"""One project template per task, named as the task."""
 
 
 @app.command()

@@ -37,12 +37,15 @@ def metric_rows(metrics: dict[str, Any], float_format: str) -> list[tuple[str, s
 
 
 def _describe_item(item: Any) -> str:
-    """A reason code as feature=value, an entity as type 'text' (start-end, score)."""
+    """A reason code as feature=value, an entity as type 'text' (start-end, score), a matched
+    knowledge-base entry as id 'question' (score)."""
     if isinstance(item, dict) and "feature" in item:
         return f"{item.get('feature')}={item.get('value')}"
     if isinstance(item, dict) and {"type", "text", "start", "end"} <= item.keys():
         score = f", {item['score']:.3f}" if isinstance(item.get("score"), float) else ""
         return f"{item['type']} {item['text']!r} ({item['start']}-{item['end']}{score})"
+    if isinstance(item, dict) and {"id", "question", "score"} <= item.keys():
+        return f"{item['id']} {item['question']!r} ({item['score']:.3f})"
     return str(item)
 
 

@@ -18,6 +18,7 @@ from forgeline.config.chat import ChatConfig
 from forgeline.config.data_files import TableFiles
 from forgeline.config.encoder import CompressConfig
 from forgeline.config.entities import TokenClassificationConfig
+from forgeline.config.knowledge import KnowledgeQAConfig
 from forgeline.config.project import ProjectBase
 from forgeline.config.sections import Section
 from forgeline.config.training import TrainingConfig
@@ -216,7 +217,11 @@ class TabularClassificationConfig(ProjectBase):
 
 
 AnyTaskConfig = (
-    TextClassificationConfig | TabularClassificationConfig | ChatConfig | TokenClassificationConfig
+    TextClassificationConfig
+    | TabularClassificationConfig
+    | ChatConfig
+    | TokenClassificationConfig
+    | KnowledgeQAConfig
 )
 """A Forgeline project: one model, its data, how to train it and how to serve it."""
 

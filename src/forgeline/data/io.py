@@ -83,7 +83,7 @@ def _check_suffix(path: Path) -> str:
     return suffix
 
 
-def _decoded(path: Path, encoding: str) -> str:
+def decoded_text(path: Path, encoding: str) -> str:
     """The file's text; an error names the line of the first byte that is not ``encoding``."""
     data = path.read_bytes()
     # utf-8-sig reads UTF-8 with or without the byte-order mark some editors write first.
@@ -124,7 +124,7 @@ def detect_delimiter(text: str) -> str:
 
 
 def _read_csv(path: Path, text_format: TextFormat) -> tuple[pd.DataFrame, str]:
-    text = _decoded(path, text_format.encoding)
+    text = decoded_text(path, text_format.encoding)
     delimiter = text_format.delimiter or detect_delimiter(text)
     # dtype=str + keep_default_na=False: labels such as "NA" or "1.0" stay as written;
     # an empty cell becomes "" and is reported by validation rather than guessed at.
@@ -137,7 +137,7 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     records = []
     # Split on newlines only: str.splitlines() would also split inside JSON strings at
     # characters such as U+2028, which JSON allows unescaped.
-    for number, line in enumerate(_decoded(path, encoding).split("\n"), start=1):
+    for number, line in enumerate(decoded_text(path, encoding).split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -103,3 +103,20 @@ def contribution_summary_png(values: NDArray[np.float64], features: pd.DataFrame
 
     shap.summary_plot(values, features, show=False, max_display=15, plot_size=(7, 5))
     return _to_png(plt.gcf())
+
+
+def precision_coverage_png(
+    coverage: NDArray[np.float64], precision: NDArray[np.float64], chosen: tuple[float, float]
+) -> bytes:
+    """Precision of the answers given against the share of questions answered, as the
+    threshold moves; the chosen threshold is marked."""
+    figure, axes = plt.subplots(figsize=(5.5, 4))
+    axes.plot(coverage, precision, drawstyle="steps-post")
+    axes.scatter([chosen[0]], [chosen[1]], color="C3", zorder=3, label="chosen threshold")
+    axes.set_xlabel("coverage (share of questions answered)")
+    axes.set_ylabel("precision of the answers given")
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_title("Answered precision against coverage")
+    axes.legend(loc="lower left")
+    return _to_png(figure)

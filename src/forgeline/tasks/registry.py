@@ -5,12 +5,14 @@ from __future__ import annotations
 from forgeline.errors import ConfigError
 from forgeline.tasks.base import Task
 from forgeline.tasks.chat import ChatModel
+from forgeline.tasks.knowledge_qa import KnowledgeQA
 from forgeline.tasks.tabular import TabularClassifier
 from forgeline.tasks.text_classification import TextClassifier
 from forgeline.tasks.token_classification import TokenClassifier
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (TextClassifier, TabularClassifier, ChatModel, TokenClassifier)
+    task.name: task
+    for task in (TextClassifier, TabularClassifier, ChatModel, TokenClassifier, KnowledgeQA)
 }
 
 

@@ -19,6 +19,7 @@ from forgeline.config import Project
 from forgeline.config.chat import ChatConfig
 from forgeline.data import fingerprint_files
 from forgeline.data.io import display_path, read_table
+from forgeline.data.problems import raise_problems
 from forgeline.data.split import split_frames
 from forgeline.data.values import is_missing
 from forgeline.errors import DataError
@@ -28,7 +29,6 @@ from forgeline.tasks.chat.prompting import ChatMessage
 MESSAGES = "messages"
 SOURCE = "source"
 ROLES = ("system", "user", "assistant")
-_MAX_LISTED = 10
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def read_conversations(path: Path) -> list[Conversation]:
             problems.extend(found)
             if not found:
                 conversations.append(Conversation(messages, where))
-    _raise_problems(problems)
+    raise_problems(problems, "problem(s) in the conversations")
     if not conversations:
         raise DataError(f"{shown}: the file has no conversations")
     return conversations
@@ -99,18 +99,8 @@ def read_pairs(path: Path, prompt_column: str, response_column: str) -> list[Con
                 ChatMessage(role="assistant", content=str(response)),
             ]
             conversations.append(Conversation(messages, table.where(position)))
-    _raise_problems(problems)
+    raise_problems(problems, "problem(s) in the conversations")
     return conversations
-
-
-def _raise_problems(problems: list[str]) -> None:
-    if problems:
-        more = len(problems) - _MAX_LISTED
-        listed = "\n  ".join(problems[:_MAX_LISTED])
-        raise DataError(
-            f"{len(problems)} problem(s) in the conversations:\n  {listed}"
-            + (f"\n  ... and {more} more" if more > 0 else "")
-        )
 
 
 def _messages(record: Any, where: str) -> tuple[list[ChatMessage], list[str]]:

@@ -17,12 +17,12 @@ from transformers.utils import logging as hf_logging
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.data_files import BandConfig
+from forgeline.encoders.batching import batched_logits
 from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder, softmax
 from forgeline.errors import NotSupportedError
 from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
 from forgeline.tasks.text_classification.data import LABEL, TEXT, prepare_text_data
 from forgeline.tasks.text_classification.fallback import Fallback
-from forgeline.tasks.text_classification.inference import batched_logits
 from forgeline.tasks.text_inputs import check_texts, text_input_schema, texts_from_table
 
 # Transformers' own bars (weight loading, shard writing) are noise next to Forgeline's output.

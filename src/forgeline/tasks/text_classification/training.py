@@ -21,6 +21,7 @@ from transformers import (
 from forgeline.base_models import resolve_base_model
 from forgeline.config import Project, TextClassificationConfig
 from forgeline.config.schema import FallbackConfig
+from forgeline.encoders.batching import batched_logits
 from forgeline.encoders.heads import with_fresh_head
 from forgeline.encoders.runtime import TorchEncoder
 from forgeline.tasks.base import DataSplits, Notify
@@ -31,7 +32,6 @@ from forgeline.tasks.text_classification.fallback import (
     choose_fallback,
     in_scope_accuracy_and_fallback_recall,
 )
-from forgeline.tasks.text_classification.inference import batched_logits
 from forgeline.training import Metric, fine_tune
 
 

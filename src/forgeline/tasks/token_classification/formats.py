@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forgeline.config.entities import TOKEN_PER_LINE_SUFFIXES, EntityDataConfig
-from forgeline.data.io import TextFormat, _decoded, display_path
+from forgeline.data.io import TextFormat, decoded_text, display_path
+from forgeline.data.problems import raise_problems
 from forgeline.errors import DataError
 
-_MAX_LISTED = 10
 _TAG = re.compile(r"([BIESLU])-(.+)")
 _BILOU_AS_IOBES = {"L": "E", "U": "S"}
 _PLAIN_KEYS = ("start", "end", "label")
@@ -66,14 +66,6 @@ def _tag_problems(tags: Sequence[str], where: Sequence[str]) -> list[str]:
     ]
 
 
-def _raise_problems(problems: Sequence[str], noun: str) -> None:
-    if not problems:
-        return
-    shown = "\n  ".join(problems[:_MAX_LISTED])
-    more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-    raise DataError(f"{len(problems)} invalid {noun}:\n  {shown}{more}")
-
-
 def normalize_tags(tags: Sequence[str], where: Sequence[str]) -> list[str]:
     """One sentence's tags in IOB2, whether written in IOB1, IOB2, IOBES or BILOU.
 
@@ -83,7 +75,7 @@ def normalize_tags(tags: Sequence[str], where: Sequence[str]) -> list[str]:
     schemes differ only after an E- or S- tag, so deciding per sentence is the same as per file.
     ``where`` names each tag's line for the error raised when one is ill-formed.
     """
-    _raise_problems(_tag_problems(tags, where), "tag(s)")
+    raise_problems(_tag_problems(tags, where), "invalid tag(s)")
     normalized = []
     open_type: str | None = None
     for tag in tags:
@@ -309,7 +301,7 @@ def read_labelled_texts(
         )
     if not path.is_file():
         raise DataError(f"no such file '{display_path(path)}'")
-    text = _decoded(path, text_format.encoding)
+    text = decoded_text(path, text_format.encoding)
     problems: list[str] = []
     examples: list[LabelledText | None]
     if suffix in TOKEN_PER_LINE_SUFFIXES:
@@ -323,7 +315,7 @@ def read_labelled_texts(
             _span_record(record, where, text_field, entities_field, problems)
             for where, record in _span_records(path, text, problems)
         ]
-    _raise_problems(problems, "record(s)" if suffix == ".json" else "line(s)")
+    raise_problems(problems, "invalid record(s)" if suffix == ".json" else "invalid line(s)")
     labelled = [example for example in examples if example is not None]
     if not labelled:
         raise DataError(f"{display_path(path)}: the file has no labelled examples")

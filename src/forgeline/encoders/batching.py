@@ -1,4 +1,5 @@
-"""Class logits of a batch of texts from either runtime (see :mod:`forgeline.encoders`)."""
+"""The outputs of an encoder network for many texts, in length-sorted batches, on either
+runtime (class logits of a classifier, embeddings of a sentence encoder)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from forgeline.encoders.runtime import PREDICT_BATCH_SIZE, Encoder
 
 
 def batched_logits(
-    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, num_labels: int
+    encoder: Encoder, tokenizer: Any, texts: Sequence[str], max_length: int, width: int
 ) -> NDArray[np.float32]:
-    """Logits in input order, computed in length-sorted batches to cut padding."""
+    """One row of ``width`` outputs per text, in input order, computed in length-sorted
+    batches to cut padding."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    result = np.zeros((len(texts), num_labels), dtype=np.float32)
+    result = np.zeros((len(texts), width), dtype=np.float32)
     for start in range(0, len(order), PREDICT_BATCH_SIZE):
         batch = order[start : start + PREDICT_BATCH_SIZE]
         encoded = tokenizer(
