@@ -80,6 +80,10 @@ def test_evaluate_measures_the_fine_tuned_model_beside_its_base(project: Path) -
     assert metrics["conversations"] == 12
     report = (evaluation / "report.html").read_text()
     assert "base model&#39;s reply" in report or "base model's reply" in report
+    # The card beside the report: base model, data fingerprint, LoRA settings, test numbers.
+    card = (evaluation / "MODEL_CARD.md").read_text()
+    assert "smollm2-135m" in card and "fingerprint" in card and "| lora_rank | 16 |" in card
+    assert "## Test metrics" in card and "ROUGE-L" in card
 
 
 def test_the_fine_tuned_version_is_served_billed_and_rolled_back(project: Path) -> None:

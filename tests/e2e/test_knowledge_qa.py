@@ -21,7 +21,7 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_cli("init", "helpdesk", "--template", "knowledge-qa", cwd=root)
     project = root / "helpdesk"
     config = project / "forgeline.yaml"
-    config.write_text(config.read_text().replace("epochs: 2", "epochs: 1"))
+    config.write_text(config.read_text().replace("epochs: 4 ", "epochs: 1 "))
     result = run_cli("train", cwd=project)
     assert "Registered helpdesk v1" in result.stdout
     return project

@@ -159,6 +159,7 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
     """Measure a model on the held-out test data; write metrics.json and report.html."""
     from forgeline.evaluate import metrics_json, write_report
     from forgeline.registry import ModelRegistry
+    from forgeline.registry.card import render_model_card
     from forgeline.tasks import get_task
 
     project = load_project(config)
@@ -177,6 +178,10 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
     out = loaded.version.evaluation_dir
     out.mkdir(exist_ok=True)
     (out / "metrics.json").write_text(metrics_json(evaluation.metrics), encoding="utf-8")
+    card = render_model_card(
+        loaded.version.manifest, loaded.model.training_metrics, evaluation.summary
+    )
+    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     report = out / "report.html"
     write_report(
         evaluation, report, title=f"{loaded.version.name} {loaded.version.version}: test evaluation"
@@ -186,7 +191,7 @@ def evaluate(config: ConfigOption = None, version: VersionOption = "latest") -> 
             f"Test set ({loaded.version.name} {loaded.version.version})", evaluation.summary
         )
     )
-    console.print(f"Wrote {out / 'metrics.json'} and {report}")
+    console.print(f"Wrote {out / 'metrics.json'}, {report} and the model card with test metrics")
 
 
 @app.command()

@@ -91,6 +91,11 @@ class RetrievalConfig(Section):
         "the one of 0, 0.05, 0.1, 0.2 and 0.3 that ranks the validation questions' entries best.",
     )
     top_k: int = Field(3, ge=1, le=100, description="Entries returned per question.")
+    match_training_questions: bool = Field(
+        True,
+        description="Match each training question like a phrasing of its entry (questions "
+        "customers asked are often asked again in other words).",
+    )
 
     @field_validator("answer_weight", "lexical_weight")
     @classmethod
@@ -112,7 +117,16 @@ class EncoderTuningConfig(TrainingConfig):
     )
     learning_rate: float = Field(5e-5, gt=0, lt=1)
     batch_size: int = Field(32, ge=2, le=1024)
-    epochs: float = Field(2, gt=0, le=50)
+    epochs: float = Field(
+        4,
+        gt=0,
+        le=50,
+        description="Passes over the pairs at most: the epoch with the best validation MRR is "
+        "kept (or the encoder as it was, if none beats it).",
+    )
+    early_stopping_patience: int = Field(
+        1, ge=1, description="Epochs without a better validation MRR before stopping."
+    )
     max_length: int = Field(128, ge=16, le=512, description="Tokens per text when training.")
 
 

@@ -9,7 +9,14 @@ def _format(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def render_model_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
+def render_model_card(
+    manifest: dict[str, Any],
+    metrics: dict[str, Any],
+    test_metrics: list[tuple[str, str]] | None = None,
+) -> str:
+    """The card of a version: from its manifest and training metrics when it is registered;
+    ``forgeline evaluate`` writes it again beside its report with ``test_metrics`` (the terminal
+    summary's rows) in it, since the registered version itself never changes."""
     labels: list[str] = manifest["labels"]
     shown_labels = ", ".join(labels[:20]) + (
         f", ... ({len(labels)} in all)" if len(labels) > 20 else ""
@@ -30,7 +37,21 @@ def render_model_card(manifest: dict[str, Any], metrics: dict[str, Any]) -> str:
         "|---|---|",
         *(f"| {name} | {_format(value)} |" for name, value in scalar_metrics),
         "",
-        "Test-set metrics and plots are written by `forgeline evaluate` to `evaluation/`.",
+        *(
+            [
+                "## Test metrics (`forgeline evaluate`)",
+                "",
+                "| metric | value |",
+                "|---|---|",
+                *(f"| {name} | {value} |" for name, value in test_metrics),
+                "",
+                "The plots and examples behind them are in `report.html` beside this card.",
+            ]
+            if test_metrics is not None
+            else [
+                "Test-set metrics and plots are written by `forgeline evaluate` to `evaluation/`."
+            ]
+        ),
         "",
         "## Intended use and limits",
         "",

@@ -64,3 +64,20 @@ def test_labelled_questions_must_name_known_entries(tmp_path: Path) -> None:
     questions.write_text("question,entry\nlost it,card-lost\nweather?,NONE\n")
     frame = read_questions(questions, data, knowledge)
     assert list(frame["entry"]) == ["card-lost", "none"]
+
+
+def test_training_questions_become_phrasings_of_their_entries(tmp_path: Path) -> None:
+    knowledge = load_knowledge_base(_data(tmp_path, FAQ), tmp_path)
+    asked = knowledge.with_asked(
+        ["lost it on the bus", "weather?", "I lost my card"], ["card-lost", "none", "card-lost"]
+    )
+    lost, pin = asked.entries
+    assert lost.asked == ("lost it on the bus", "I lost my card")
+    # The entry's own question is not repeated among its phrasings.
+    assert lost.phrasings == (
+        "I lost my card",
+        "Card missing",
+        "Where is my card",
+        "lost it on the bus",
+    )
+    assert pin == knowledge.entries[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,12 @@ class Entry:
     alternatives: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     """Extra columns of an FAQ row (category, url, ...) or a passage's source and line."""
+    asked: tuple[str, ...] = ()
+    """Training questions labelled with this entry: matched like its own phrasings."""
 
     @property
     def phrasings(self) -> tuple[str, ...]:
-        return (self.question, *self.alternatives)
+        return tuple(dict.fromkeys((self.question, *self.alternatives, *self.asked)))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,7 @@ class Entry:
             "answer": self.answer,
             "alternatives": list(self.alternatives),
             "metadata": self.metadata,
+            "asked": list(self.asked),
         }
 
     @classmethod
@@ -58,6 +61,7 @@ class Entry:
             data["answer"],
             tuple(data["alternatives"]),
             dict(data["metadata"]),
+            tuple(data.get("asked", ())),
         )
 
 
@@ -79,6 +83,16 @@ class KnowledgeBase:
     @property
     def ids(self) -> list[str]:
         return [entry.id for entry in self.entries]
+
+    def with_asked(self, questions: Sequence[str], entries: Sequence[str]) -> KnowledgeBase:
+        """Each labelled question (not ``none``) added to its entry's :attr:`Entry.asked`."""
+        asked: dict[str, list[str]] = {}
+        for question, entry_id in zip(questions, entries, strict=True):
+            if entry_id != NO_ANSWER:
+                asked.setdefault(entry_id, []).append(question)
+        return KnowledgeBase(
+            [replace(e, asked=(*e.asked, *asked.get(e.id, ()))) for e in self.entries]
+        )
 
     def position(self) -> dict[str, int]:
         """Entry id to its position in :attr:`entries`."""
@@ -123,8 +137,7 @@ def _resolved(path: Path, root: Path) -> Path:
 
 
 def _without_where(entry: Entry) -> Entry:
-    metadata = {k: v for k, v in entry.metadata.items() if k != "where"}
-    return Entry(entry.id, entry.question, entry.answer, entry.alternatives, metadata)
+    return replace(entry, metadata={k: v for k, v in entry.metadata.items() if k != "where"})
 
 
 def _faq_entries(table: Table, data: KnowledgeDataConfig, problems: list[str]) -> list[Entry]:

@@ -33,6 +33,10 @@ class Weights:
     lexical: float
 
 
+DENSE_ONLY = Weights(answer=0.5, lexical=0.0)
+"""What tuning the encoder is judged by: the signals it changes."""
+
+
 @dataclass(frozen=True)
 class Signals:
     """What each question's score is made of, computed once so that weights can be chosen
@@ -52,9 +56,10 @@ class Signals:
 
 
 def signals(
-    index: Index, lexical: Lexical, questions: Sequence[str], vectors: NDArray[np.float32]
+    index: Index, lexical: Lexical | None, questions: Sequence[str], vectors: NDArray[np.float32]
 ) -> Signals:
-    """The signals of ``questions`` (embedded as ``vectors``) against every entry."""
+    """The signals of ``questions`` (embedded as ``vectors``) against every entry (the lexical
+    one zero without ``lexical``)."""
     by_phrasing = vectors @ index.phrasing_vectors.T
     # Each entry's phrasings are consecutive rows, its question first: one max per segment.
     starts = np.flatnonzero(np.diff(index.phrasing_entries, prepend=-1))
@@ -62,7 +67,9 @@ def signals(
     return Signals(
         np.asarray(phrasing, dtype=np.float32),
         np.asarray(vectors @ index.answer_vectors.T, dtype=np.float32),
-        lexical.scores(questions) if len(questions) else np.zeros_like(phrasing),
+        lexical.scores(questions)
+        if lexical is not None and len(questions)
+        else np.zeros_like(phrasing, dtype=np.float32),
     )
 
 

@@ -8,18 +8,28 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
-from transformers import PreTrainedModel
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from transformers import (
+    PreTrainedModel,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 from transformers.utils import logging as hf_logging
 
 from forgeline.config.knowledge import NO_ANSWER, EncoderTuningConfig
 from forgeline.errors import DataError
 from forgeline.tasks.base import Notify
 from forgeline.tasks.knowledge_qa.embedder import SentenceEmbedder
+from forgeline.tasks.knowledge_qa.index import Embed
 from forgeline.tasks.knowledge_qa.knowledge_base import KnowledgeBase
 from forgeline.training import TrainingProgress, use_cpu
 
@@ -55,18 +65,82 @@ def tuning_pairs(
     return TuningPairs(anchors, positives)
 
 
+ValidationScore = Callable[[Embed], float]
+"""The validation questions' MRR with a given embedding function (higher is better)."""
+
+
+class BestEpoch(TrainerCallback):
+    """Scores the encoder on the validation questions before training and after each epoch,
+    keeps the weights of the best score (the untrained encoder included: tuning that does not
+    help is undone) and stops after ``patience`` epochs without a better one."""
+
+    def __init__(self, score: ValidationScore, patience: int, notify: Notify) -> None:
+        self._score = score
+        self._patience = patience
+        self._notify = notify
+        self._best_weights: dict[str, torch.Tensor] | None = None
+        self.best_score = -1.0
+        self.best_epoch = 0.0
+        self.first_score = 0.0
+        self._waited = 0
+
+    def _measure(self, model: Any, epoch: float) -> None:
+        def embed(texts: Sequence[str]) -> NDArray[np.float32]:
+            vectors = model.encode(list(texts), batch_size=64, normalize_embeddings=True)
+            return np.asarray(vectors, dtype=np.float32)
+
+        was_training = model.training
+        model.eval()
+        score = self._score(embed)
+        model.train(was_training)
+        if epoch == 0:
+            self.first_score = score
+        self._notify(f"epoch {epoch:.0f}: validation MRR {score:.4f}")
+        if score > self.best_score + 1e-9:
+            self.best_score, self.best_epoch, self._waited = score, epoch, 0
+            self._best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self._waited += 1
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._measure(kwargs["model"], 0.0)
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._measure(kwargs["model"], float(state.epoch or 0))
+        if self._waited >= self._patience:
+            control.should_training_stop = True
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._best_weights is not None:
+            kwargs["model"].load_state_dict(self._best_weights)
+
+
 @dataclass(frozen=True)
 class TunedEncoder:
     model: SentenceEmbedder
     seconds: float
     pairs: int
+    best_epoch: float
+    """0 when no epoch beat the encoder as it was."""
+    validation_mrr_before: float
+    validation_mrr_after: float
 
 
 def tune_encoder(
-    base: Path, pairs: TuningPairs, settings: EncoderTuningConfig, notify: Notify
+    base: Path,
+    pairs: TuningPairs,
+    validation: ValidationScore,
+    settings: EncoderTuningConfig,
+    notify: Notify,
 ) -> TunedEncoder:
     """The encoder at ``base`` (a sentence-transformers or Hugging Face directory) fine-tuned
-    on ``pairs``, as a :class:`SentenceEmbedder`."""
+    on ``pairs``, at the epoch ``validation`` scores best, as a :class:`SentenceEmbedder`."""
     from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformer,
@@ -86,6 +160,7 @@ def tune_encoder(
     # No hub model card is written, so skip computing its widget examples (and their bar).
     model.model_card_data.widget = [{"text": "unused"}]
     work = tempfile.mkdtemp(prefix="forgeline-encoder-")
+    best = BestEpoch(validation, settings.early_stopping_patience, notify)
     try:
         args = SentenceTransformerTrainingArguments(
             output_dir=work,
@@ -109,7 +184,7 @@ def tune_encoder(
             args=args,
             train_dataset=Dataset.from_dict({"anchor": pairs.anchors, "positive": pairs.positives}),
             loss=losses.MultipleNegativesRankingLoss(model),
-            callbacks=[TrainingProgress({})],
+            callbacks=[best, TrainingProgress({})],
         )
         trainer.remove_callback(ProgressCallback)
         started = time.perf_counter()
@@ -124,5 +199,10 @@ def tune_encoder(
         hf_logging.set_verbosity_warning()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    notify(f"encoder fine-tuned on {len(pairs)} pairs in {seconds:.0f} s")
-    return TunedEncoder(embedder, seconds, len(pairs))
+    notify(
+        f"encoder fine-tuned on {len(pairs)} pairs in {seconds:.0f} s; keeping epoch "
+        f"{best.best_epoch:.0f} (validation MRR {best.first_score:.4f} -> {best.best_score:.4f})"
+    )
+    return TunedEncoder(
+        embedder, seconds, len(pairs), best.best_epoch, best.first_score, best.best_score
+    )
