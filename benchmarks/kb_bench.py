@@ -33,8 +33,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pandas as pd
-
-from benchmarks.harness import forgeline, free_port, start_server
+from harness import forgeline, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -53,6 +53,7 @@ def test_config_schema_is_json_schema(tmp_path: Path) -> None:
         "tabular-classification",
         "chat",
         "token-classification",
+        "knowledge-qa",
     }
     text = schema["$defs"]["TextClassificationConfig"]
     assert {"name", "task", "data"} <= set(text["required"])

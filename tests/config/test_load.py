@@ -52,7 +52,8 @@ def test_unknown_task_is_rejected(tmp_path: Path, labelled_csv: str) -> None:
     text = MINIMAL_YAML.replace("text-classification", "image-segmentation")
     config = write_project(tmp_path, text, {"data/train.csv": labelled_csv})
     with pytest.raises(
-        ConfigError, match=r"task: choose one of chat, tabular-classification, text-classification"
+        ConfigError,
+        match=r"task: choose one of chat, knowledge-qa, tabular-classification, text-cl",
     ):
         load_project(config)
 

@@ -97,7 +97,7 @@ def test_a_version_with_changed_embeddings_is_refused(trained_project: Path) -> 
     index.write_bytes(bytes(tampered))
     try:
         result = run_cli(
-            "predict", "--version", "v1", "card lost", cwd=trained_project, check=False
+            "predict", "--model-version", "v1", "card lost", cwd=trained_project, check=False
         )
     finally:
         index.write_bytes(original)
