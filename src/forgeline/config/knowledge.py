@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from forgeline.config.data_files import DataFiles
 from forgeline.config.encoder import CompressConfig
 from forgeline.config.project import ProjectBase
-from forgeline.config.sections import NAME_PATTERN, Section
+from forgeline.config.sections import Section
 from forgeline.config.training import TrainingConfig
 from forgeline.data.io import SUPPORTED_SUFFIXES
 
@@ -145,15 +145,6 @@ class AnswerConfig(Section):
         f"labelled '{NO_ANSWER}' count as right when they get the fallback).",
     )
     max_accuracy_drop: float = Field(0.01, ge=0, le=1)
-    generate: str | None = Field(
-        None,
-        pattern=NAME_PATTERN,
-        description="A chat model in the registry that writes the answer from the top entries, "
-        "citing them as [1], [2] (served at /v1/chat/completions with this model's name).",
-    )
-    context_entries: int = Field(
-        3, ge=1, le=10, description="Entries put into the chat model's prompt."
-    )
 
 
 class KnowledgeQAConfig(ProjectBase):

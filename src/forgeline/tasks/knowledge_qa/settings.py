@@ -24,9 +24,6 @@ class Settings:
     encoder_fingerprint: str
     """What the encoder was made from (see ``training.encoder_fingerprint``)."""
     runtime: Literal["torch", "onnx"]
-    generate: str | None
-    """The chat model that writes answers from the top entries, if any."""
-    context_entries: int
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -154,8 +154,6 @@ def train_knowledge_model(project: Project, data: DataSplits, notify: Notify) ->
         embedding_size=size,
         encoder_fingerprint=fingerprint,
         runtime="torch",
-        generate=config.answer.generate,
-        context_entries=config.answer.context_entries,
     )
     return Trained(embedder, tokenizer, built.index, settings, metrics)
 
