@@ -172,7 +172,8 @@ class KnowledgeQA:
         entries = self.knowledge.entries
         predictions = []
         for row in scores:
-            best = np.argsort(-row, kind="stable")[:k]
+            best = np.argpartition(-row, k - 1)[:k]  # the top k, unordered, in linear time
+            best = best[np.argsort(-row[best], kind="stable")]
             answered = bool(row[best[0]] >= self.settings.threshold)
             top = entries[int(best[0])]
             predictions.append(
