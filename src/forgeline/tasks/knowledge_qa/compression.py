@@ -27,7 +27,7 @@ def compress_knowledge_model(
     questions = list(answerable[QUESTION])
 
     def mrr(candidate: KnowledgeQA) -> float:
-        position = {entry.id: i for i, entry in enumerate(candidate.knowledge)}
+        position = candidate.knowledge.position()
         gold = np.array([position[e] for e in answerable[ENTRY]], dtype=np.int64)
         return float(np.mean(1 / (ranks(candidate.scores(questions), gold) + 1)))
 

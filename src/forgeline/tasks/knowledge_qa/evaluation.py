@@ -14,7 +14,12 @@ from numpy.typing import NDArray
 from forgeline.evaluate.plots import precision_coverage_png
 from forgeline.tasks.base import Evaluation, ReportSection
 from forgeline.tasks.knowledge_qa.data import ENTRY, QUESTION
-from forgeline.tasks.knowledge_qa.retrieval import decision_accuracy, gold_positions, ranks
+from forgeline.tasks.knowledge_qa.retrieval import (
+    decision_accuracy,
+    gold_positions,
+    ranks,
+    top_entries,
+)
 
 if TYPE_CHECKING:
     from forgeline.tasks.knowledge_qa.model import KnowledgeQA
@@ -34,8 +39,7 @@ def retrieval_metrics(
     ``coverage``: the share of questions answered; ``no_answer_recall``: the share of
     unanswerable questions that got the fallback.
     """
-    top = scores.argmax(axis=1)
-    top_scores = scores[np.arange(len(top)), top]
+    top, top_scores = top_entries(scores)
     answerable = np.array([g is not None for g in gold], dtype=bool)
     metrics: dict[str, float] = {"questions": float(len(gold))}
     if answerable.any():
@@ -57,8 +61,7 @@ def precision_coverage(
     scores: NDArray[np.float32], gold: Sequence[int | None]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(coverage, answered precision) at every threshold, from answering all to one."""
-    top = scores.argmax(axis=1)
-    top_scores = scores[np.arange(len(top)), top]
+    top, top_scores = top_entries(scores)
     correct = np.array([g is not None and g == t for g, t in zip(gold, top, strict=True)])
     order = np.argsort(-top_scores, kind="stable")
     answered = np.arange(1, len(order) + 1)
@@ -68,8 +71,7 @@ def precision_coverage(
 
 def evaluate_knowledge_model(model: KnowledgeQA, data: pd.DataFrame) -> Evaluation:
     questions = list(data[QUESTION])
-    position = {entry.id: i for i, entry in enumerate(model.knowledge)}
-    gold = gold_positions(list(data[ENTRY]), position)
+    gold = gold_positions(list(data[ENTRY]), model.knowledge.position())
     scores = model.scores(questions)
     threshold = model.settings.threshold
     metrics: dict[str, Any] = retrieval_metrics(scores, gold, threshold)

@@ -73,6 +73,12 @@ def signals(
     )
 
 
+def top_entries(scores: NDArray[np.float32]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Each question's best entry and its score."""
+    top = np.asarray(scores.argmax(axis=1), dtype=np.int64)
+    return top, np.asarray(scores[np.arange(len(top)), top], dtype=np.float32)
+
+
 def ranks(scores: NDArray[np.float32], gold: NDArray[np.int64]) -> NDArray[np.int64]:
     """The 0-based rank of each question's right entry (ties count against it)."""
     right = scores[np.arange(len(gold)), gold][:, None]

@@ -37,6 +37,7 @@ from forgeline.tasks.knowledge_qa.retrieval import (
     gold_positions,
     ranks,
     signals,
+    top_entries,
 )
 from forgeline.tasks.knowledge_qa.settings import SETTINGS_FILE, Settings
 from forgeline.tasks.knowledge_qa.tuning import ValidationScore, tune_encoder, tuning_pairs
@@ -98,20 +99,26 @@ def validation_scorer(
 
 def _earlier(project: Project, fingerprint: str) -> tuple[Path, Index] | None:
     """The newest version whose encoder has ``fingerprint`` and runs on PyTorch (a compressed
-    one embeds differently), with its index."""
+    one embeds differently), with its index. Each version's small settings file (JSON) is
+    read first, so that only a matching version has all its files hashed by the registry's
+    checks, not every version of the model."""
     from forgeline.registry.store import ModelRegistry  # the registry imports every task
 
     registry = ModelRegistry(project.registry_dir)
-    for name in reversed(registry.versions(project.config.name)):
+    name = project.config.name
+    for number in reversed(registry.versions(name)):
+        settings_file = registry.root / name / number / SETTINGS_FILE
         try:
-            version = registry.resolve(project.config.name, name)
+            earlier = Settings.from_json(json.loads(settings_file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # another task's version, or not one this code wrote
+        if earlier.encoder_fingerprint != fingerprint or earlier.runtime != "torch":
+            continue
+        try:
+            version = registry.resolve(name, number)
         except RegistryError:
             continue  # a version that fails its checks is never read
-        settings_file = version.path / SETTINGS_FILE
-        if version.manifest.get("task") != "knowledge-qa" or not settings_file.is_file():
-            continue
-        earlier = Settings.from_json(json.loads(settings_file.read_text(encoding="utf-8")))
-        if earlier.encoder_fingerprint == fingerprint and earlier.runtime == "torch":
+        if version.manifest.get("task") == "knowledge-qa":
             return version.path, Index.load(version.path)
     return None
 
@@ -212,8 +219,7 @@ def _decisions(
         retrieval.lexical_weight if isinstance(retrieval.lexical_weight, float) else None,
     )
     scores = found.scores(weights)
-    top = scores.argmax(axis=1)
-    top_scores = scores[np.arange(len(top)), top]
+    top, top_scores = top_entries(scores)
     threshold = (
         config.answer.threshold
         if isinstance(config.answer.threshold, float)
