@@ -47,6 +47,7 @@ from harness import forgeline, free_port, start_server, trained_example, wait_re
 from llama_cpp import Llama
 
 from forgeline.base_models import CATALOGUE
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat._native import (
     ContextSettings,
     NativeContext,
@@ -54,7 +55,7 @@ from forgeline.tasks.chat._native import (
     SamplerChain,
     SamplingSettings,
 )
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate
+from forgeline.tasks.chat.prompting import ChatTemplate
 
 MAX_TOKENS = 128
 CONTEXT = 512

@@ -45,7 +45,12 @@ def _tenant(db: Database) -> int:
 
 
 def _usage(
-    tenant: int, prompt: int, output: int, cap: int | None = None, request_id: str | None = None
+    tenant: int,
+    prompt: int,
+    output: int,
+    cap: int | None = None,
+    request_id: str | None = None,
+    other: int = 0,
 ) -> Usage:
     return Usage(
         request_id or uuid.uuid4().hex,
@@ -53,7 +58,7 @@ def _usage(
         tenant,
         "assistant",
         "generate",
-        prompt + output,
+        other + prompt + output,
         utcnow(),
         cap,
         prompt,
@@ -158,6 +163,23 @@ def test_a_dead_process_calls_are_billed_as_held_once_their_lease_ran_out(
     real = _usage(tenant, prompt=8, output=10, request_id=held.request_id)
     assert _run(ledger, ledger.settle(real, delivered=True)) == AlreadySettled()
     assert len(_records(db)) == 1
+
+
+def test_a_dead_process_call_is_billed_its_units_besides_tokens_too(
+    db: Database, ledger: UsageLedger
+) -> None:
+    # A knowledge base's generated answer: one unit for its search on top of its tokens.
+    tenant = _tenant(db)
+    held = _usage(tenant, prompt=8, output=32, other=1)
+    assert _run(ledger, ledger.reserve(held)) == Reserved(None)
+    ledger._held.clear()
+    with db.write() as session:
+        session.execute(
+            update(UsageReservation).values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+    UsageLedger(db, lease=60)._lease_work()
+    [record] = _records(db)
+    assert (record.units, record.input_tokens, record.output_tokens) == (41, 8, 32)
 
 
 def test_running_calls_keep_their_lease(db: Database, ledger: UsageLedger) -> None:

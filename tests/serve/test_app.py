@@ -243,7 +243,7 @@ def test_a_model_that_fails_to_load_says_failed_without_paths(
 ) -> None:
     registry = _registry_with(tmp_path, untrained_classifier)
 
-    def broken(name: str, version: str = "latest") -> object:
+    def broken(name: str, version: str = "latest", loaded: object = None) -> object:
         raise failure
 
     monkeypatch.setattr(registry, "load", broken)

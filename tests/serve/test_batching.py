@@ -51,6 +51,18 @@ def test_a_lone_request_waits_at_most_max_wait_ms() -> None:
     assert time.perf_counter() - started < 1.0
 
 
+def test_without_a_wait_what_queued_during_a_batch_runs_as_the_next_one() -> None:
+    sizes: list[int] = []
+    batcher = Batcher(echo, BatchingConfig(max_batch_size=64, max_wait_ms=0), on_batch=sizes.append)
+
+    async def main() -> None:
+        await asyncio.gather(*(batcher.submit([i]) for i in range(9)))
+
+    asyncio.run(main())
+    # All nine are queued before the worker first runs: one batch, no waiting for company.
+    assert sizes == [9]
+
+
 def test_a_full_queue_refuses_instead_of_growing() -> None:
     release = threading.Event()
 

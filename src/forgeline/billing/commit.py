@@ -277,6 +277,7 @@ def _reservation(op: Reserve) -> dict[str, Any]:
         "period": usage.period,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
+        "other_units": usage.units - usage.input_tokens - usage.output_tokens,
         "counted": usage.units if usage.cap is not None else 0,
         "idempotency_key": op.idempotency.key if op.idempotency else None,
         "lease_until": op.lease_until,

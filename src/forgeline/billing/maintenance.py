@@ -134,7 +134,7 @@ def bill_abandoned(connection: Connection, now: datetime, alive: Collection[str]
                 tenant_id=row.tenant_id,
                 model=row.model,
                 action=row.action,
-                units=row.input_tokens + row.output_tokens,
+                units=row.other_units + row.input_tokens + row.output_tokens,
                 at=row.created_at,
                 input_tokens=row.input_tokens,
                 output_tokens=row.output_tokens,

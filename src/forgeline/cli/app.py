@@ -142,7 +142,9 @@ def train(config: ConfigOption = None) -> None:
             f"{project.config.base} as it is (no training data)"
         )
     model = task.fit(project, data, notify)
-    version = ModelRegistry(project.registry_dir).publish(
+    registry = ModelRegistry(project.registry_dir)
+    registry.bind(project.config.name, model)  # a model it generates with must be there
+    version = registry.publish(
         project.config.name,
         model,
         config=project.config.model_dump(mode="json"),

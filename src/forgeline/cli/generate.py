@@ -21,8 +21,7 @@ from forgeline.cli.options import ConfigOption, VersionOption
 from forgeline.cli.output import console, err_console
 from forgeline.config.load import load_project
 from forgeline.errors import InputError
-from forgeline.tasks.base import Generator
-from forgeline.tasks.chat.prompting import ChatMessage
+from forgeline.tasks.base import ChatMessage, Generator
 from forgeline.tasks.chat.request import Finished, GenerationRequest, TextChunk
 
 HELP = (
@@ -46,11 +45,17 @@ async def _reply(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
-) -> Finished:
+) -> tuple[Finished, dict[str, str]]:
+    """The model's reply to ``messages`` as it prepares them (a knowledge base searches
+    first: its reply may be the fallback, said without generating), and what it may cite."""
+    prepared = model.prepare(messages)
+    if prepared.reply is not None:
+        on_text(prepared.reply)
+        return Finished(0, 0, "stop", None), {}
     engine = model.engine()
     defaults = model.generation
     request = GenerationRequest(
-        engine.chat_prompt(messages),
+        engine.chat_prompt(prepared.messages),
         max_tokens=max_tokens or defaults.max_tokens,
         temperature=defaults.temperature if temperature is None else temperature,
         top_p=defaults.top_p,
@@ -62,7 +67,7 @@ async def _reply(
             if isinstance(event, TextChunk):
                 on_text(event.text)
             else:
-                return event
+                return event, prepared.citations
     raise RuntimeError("the reply ended without a Finished event")
 
 
@@ -127,11 +132,16 @@ def chat(
             answer = _Answer()
             sys.stdout.write("assistant> ")
             sys.stdout.flush()
+            citations: dict[str, str] = {}
             try:
-                asyncio.run(_reply(model, turn, answer.show, temperature=temperature))
+                _, citations = asyncio.run(
+                    _reply(model, turn, answer.show, temperature=temperature)
+                )
             except KeyboardInterrupt:
                 sys.stdout.write(" [stopped]")
             print()
+            for number, entry in citations.items():
+                err_console.print(f"[dim]  [{number}] {entry}[/dim]", highlight=False)
             history.append(ChatMessage(role="assistant", content=answer.text))
     finally:
         model.close()
@@ -170,23 +180,23 @@ def generate(
             sys.stdout.write(text)
             sys.stdout.flush()
 
-    async def everything() -> list[tuple[str, Finished]]:
-        async def one(text: str) -> tuple[str, Finished]:
+    async def everything() -> list[tuple[str, Finished, dict[str, str]]]:
+        async def one(text: str) -> tuple[str, Finished, dict[str, str]]:
             parts: list[str] = []
 
             def collect(piece: str) -> None:
                 parts.append(piece)
                 show(piece)
 
-            finished = await _reply(
+            finished, citations = await _reply(
                 model,
-                model.with_system_prompt([ChatMessage(role="user", content=text)]),
+                [ChatMessage(role="user", content=text)],
                 collect,
                 max_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,
             )
-            return "".join(parts), finished
+            return "".join(parts), finished, citations
 
         return list(await asyncio.gather(*(one(text) for text in texts)))
 
@@ -196,22 +206,28 @@ def generate(
         model.close()
     if streaming:
         print()
+        for number, entry in replies[0][2].items():
+            console.print(f"  [{number}] {entry}", markup=False, highlight=False)
     elif output is not None:
         with output.open("w", encoding="utf-8") as out:
-            for prompt, (reply, finished) in zip(texts, replies, strict=True):
+            for prompt, (reply, finished, citations) in zip(texts, replies, strict=True):
                 record = {
                     "prompt": prompt,
                     "reply": reply,
                     "finish_reason": finished.finish_reason,
                     "prompt_tokens": finished.prompt_tokens,
                     "completion_tokens": finished.completion_tokens,
+                    "citations": citations,
                 }
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         console.print(f"Wrote {len(replies)} replies to {output}")
     else:
-        for prompt, (reply, _) in zip(texts, replies, strict=True):
+        for prompt, (reply, _, citations) in zip(texts, replies, strict=True):
             console.print(f"[bold]{prompt}[/bold]", highlight=False, markup=False)
-            console.print(f"  → {reply.strip()}\n", markup=False)
+            console.print(f"  → {reply.strip()}", markup=False)
+            for number, entry in citations.items():
+                console.print(f"    [{number}] {entry}", markup=False, highlight=False)
+            console.print()
 
 
 def _read_prompts(path: Path) -> list[str]:

@@ -12,13 +12,14 @@ from pydantic import Field, field_validator, model_validator
 from forgeline.config.data_files import DataFiles
 from forgeline.config.encoder import CompressConfig
 from forgeline.config.project import ProjectBase
-from forgeline.config.sections import Section
+from forgeline.config.sections import NAME_PATTERN, Section
 from forgeline.config.training import TrainingConfig
 from forgeline.data.io import SUPPORTED_SUFFIXES
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt")
 NO_ANSWER = "none"
 """The entry label of a question the knowledge base cannot answer."""
+GROUNDED_INSTRUCTIONS = "You are a helpful customer support assistant."
 
 
 class KnowledgeDataConfig(DataFiles):
@@ -145,6 +146,27 @@ class AnswerConfig(Section):
         f"labelled '{NO_ANSWER}' count as right when they get the fallback).",
     )
     max_accuracy_drop: float = Field(0.01, ge=0, le=1)
+    generate: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="A chat model in the same registry (its project's name) that writes "
+        "answers from the matched entries, citing them as [1], [2]: served through "
+        "/v1/chat/completions with this model's name. Unset: answers are the entries' own "
+        "text (predict only).",
+    )
+    context_entries: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Entries put into a generated answer's prompt at most: the best ones that "
+        "score at or above the threshold.",
+    )
+    instructions: str = Field(
+        GROUNDED_INSTRUCTIONS,
+        min_length=1,
+        description="The system prompt of a generated answer, unless the conversation brings "
+        "its own (the matched entries and the request to cite them go with the question).",
+    )
 
 
 class KnowledgeQAConfig(ProjectBase):
@@ -161,6 +183,12 @@ class KnowledgeQAConfig(ProjectBase):
     encoder: EncoderTuningConfig = EncoderTuningConfig()
     answer: AnswerConfig = AnswerConfig()
     compress: CompressConfig = CompressConfig()
+
+    @model_validator(mode="after")
+    def _answers_through_another_model(self) -> Self:
+        if self.answer.generate == self.name:
+            raise ValueError("answer.generate names a chat model, not this knowledge base")
+        return self
 
     @property
     def base(self) -> str:

@@ -88,6 +88,10 @@ class UsageReservation(Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     output_tokens: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     """Generated tokens held: the most the client may have received."""
+    other_units: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), server_default="0"
+    )
+    """Units billed besides the tokens (a knowledge base's search)."""
     counted: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     """Units added to a hard-capped tenant's counter (0 without a cap)."""
     idempotency_key: Mapped[str | None] = mapped_column(String(255))

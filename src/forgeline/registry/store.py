@@ -37,7 +37,7 @@ from forgeline.data.fingerprint import file_sha256
 from forgeline.errors import RegistryError
 from forgeline.evaluate.metrics import metrics_json
 from forgeline.registry.card import render_model_card
-from forgeline.tasks.base import Task
+from forgeline.tasks.base import Generator, Task, generator
 from forgeline.tasks.registry import get_task
 
 MANIFEST = "forgeline-manifest.json"
@@ -135,10 +135,45 @@ class ModelRegistry:
             raise RegistryError(f"model '{name}' has no version '{chosen}' (versions: {known})")
         return ModelVersion(name, chosen, path, self._verified_manifest(path))
 
-    def load(self, name: str, version: str = "latest") -> LoadedModel:
+    def load(
+        self, name: str, version: str = "latest", loaded: dict[str, LoadedModel] | None = None
+    ) -> LoadedModel:
+        """The model, bound to the models it generates with (see :meth:`bind`)."""
         resolved = self.resolve(name, version)
         task = get_task(str(resolved.manifest["task"]))
-        return LoadedModel(resolved, task.load(resolved.path))
+        model = LoadedModel(resolved, task.load(resolved.path))
+        self.bind(name, model.model, loaded)
+        return model
+
+    def bind(self, name: str, model: Task, loaded: dict[str, LoadedModel] | None = None) -> None:
+        """Bind ``model`` (named ``name``) to the models it generates with, at their latest
+        versions: taken from ``loaded`` when there, else loaded and added to it, so a process
+        that serves several models starts one engine per chat model."""
+        if "generate" not in model.capabilities:
+            return
+        using = generator(model)
+        loaded = {} if loaded is None else loaded
+        bound: dict[str, Generator] = {}
+        for other in using.requires:
+            if other not in loaded:
+                if not self.versions(other):
+                    raise RegistryError(
+                        f"model '{name}' answers through the chat model '{other}', which is not "
+                        f"in the registry {self.root}: train '{other}' first, with the same "
+                        "`registry:` in its forgeline.yaml"
+                    )
+                # Not bound in turn: a model it answers through must need no other.
+                resolved = self.resolve(other)
+                task = get_task(str(resolved.manifest["task"]))
+                loaded[other] = LoadedModel(resolved, task.load(resolved.path))
+            target = loaded[other].model
+            if "generate" not in target.capabilities or generator(target).requires:
+                raise RegistryError(
+                    f"model '{name}' answers through '{other}', a {target.name} model; name a "
+                    "chat model"
+                )
+            bound[other] = generator(target)
+        using.bind(bound)
 
     def _verified_manifest(self, path: Path) -> dict[str, Any]:
         manifest_file = path / MANIFEST

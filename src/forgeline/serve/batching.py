@@ -66,6 +66,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         jobs = [await queue.get()]
         size = len(jobs[0].inputs)
+        # What queued up while the last batch ran joins without waiting (with max_wait_ms 0
+        # too, so that a busy model still runs full batches).
+        while size < self.settings.max_batch_size and not queue.empty():
+            jobs.append(queue.get_nowait())
+            size += len(jobs[-1].inputs)
         deadline = loop.time() + self.settings.max_wait_ms / 1000
         while size < self.settings.max_batch_size:
             remaining = deadline - loop.time()

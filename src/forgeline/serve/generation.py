@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from forgeline.serve.errors import ApiError
 from forgeline.serve.openai_schemas import (
@@ -22,10 +23,32 @@ from forgeline.serve.openai_schemas import (
 )
 from forgeline.tasks.base import Generator
 from forgeline.tasks.chat.prompting import json_grammar
-from forgeline.tasks.chat.request import Finished, GenerationRequest, TextChunk
-from forgeline.tasks.chat.stream import GenerationStream
+from forgeline.tasks.chat.request import Finished, GenerationEvent, GenerationRequest, TextChunk
 
 GenerationBody = ChatCompletionRequest | CompletionRequest
+
+
+class EventStream(Protocol):
+    """What a choice reads its events from: the engine's stream, or a reply said as it is."""
+
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class _Said:
+    """A reply given without generating (e.g. a knowledge base's fallback): one chunk, then
+    the end, with no tokens used."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
+        yield TextChunk(self.text, 0)
+        yield Finished(0, 0, "stop", None)
+
+    def cancel(self) -> None:
+        return None
 
 
 @dataclass
@@ -33,7 +56,7 @@ class Choice:
     """One of the ``n`` replies: its stream, its text so far and how it ended."""
 
     index: int
-    stream: GenerationStream
+    stream: EventStream
     parts: list[str] = field(default_factory=list)
     tokens: int = 0
     finished: Finished | None = None
@@ -42,11 +65,19 @@ class Choice:
 class Generation:
     """The ``n`` choices of one request, run together on the engine."""
 
-    def __init__(self, model: Generator, body: GenerationBody, prompt: list[int]) -> None:
+    def __init__(
+        self, model: Generator, body: GenerationBody, prompt: list[int], said: str | None = None
+    ) -> None:
+        """``said``: the reply to give as it is instead of generating (``prompt`` then empty)."""
         self.model = model
         self.prompt = prompt
-        engine = model.engine()
         defaults = model.generation
+        self.max_tokens = body.reply_limit or defaults.max_tokens
+        self.choices: list[Choice] = []
+        if said is not None:
+            self.choices.extend(Choice(index, _Said(said)) for index in range(body.n))
+            return
+        engine = model.engine()
         grammar = None
         if isinstance(body, ChatCompletionRequest):
             response_format = body.response_format
@@ -54,8 +85,6 @@ class Generation:
                 grammar = grammar_of(response_format.json_schema.schema_)
             elif isinstance(response_format, JsonObjectFormat):
                 grammar = json_grammar()
-        self.max_tokens = body.reply_limit or defaults.max_tokens
-        self.choices: list[Choice] = []
         try:
             for index in range(body.n):
                 request = GenerationRequest(

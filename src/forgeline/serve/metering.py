@@ -89,7 +89,10 @@ class Call(Protocol):
         """The stored answer to an earlier request with this call's Idempotency-Key."""
         ...
 
-    def meter(self, request: BaseModel) -> Meter: ...
+    def meter(self, request: BaseModel, units: int = 0) -> Meter:
+        """The metering of a generation call; ``units``: billed besides its tokens (e.g. the
+        search behind a knowledge base's answer)."""
+        ...
 
 
 def json_response(
@@ -125,7 +128,7 @@ class OpenCall:
     async def replay(self, request: BaseModel) -> Response | None:
         return None
 
-    def meter(self, request: BaseModel) -> Meter:
+    def meter(self, request: BaseModel, units: int = 0) -> Meter:
         return _Unmetered()
 
 
@@ -172,8 +175,8 @@ class MeteredCall:
         )
         return None if stored is None else replay_response(stored)
 
-    def meter(self, request: BaseModel) -> Meter:
-        return _GenerationMeter(self, self.idempotency(request))
+    def meter(self, request: BaseModel, units: int = 0) -> Meter:
+        return _GenerationMeter(self, self.idempotency(request), units)
 
     def usage(self, units: int, input_tokens: int = 0, output_tokens: int = 0) -> Usage:
         assert self.principal.tenant_id is not None
@@ -248,6 +251,8 @@ class MeteredCall:
 class _GenerationMeter:
     call: MeteredCall
     idempotency: Idempotency | None
+    base_units: int
+    """Billed besides the tokens."""
     reserved: bool = False
     held: int = 0
     max_output: int = 0
@@ -258,7 +263,7 @@ class _GenerationMeter:
         capped = call.plan.hard_cap
         self.max_output = max_output_tokens
         self.held = max_output_tokens if capped else min(HOLD_BLOCK, max_output_tokens)
-        usage = call.usage(prompt_tokens + self.held, prompt_tokens, self.held)
+        usage = call.usage(self.base_units + prompt_tokens + self.held, prompt_tokens, self.held)
         refused = call.ledger.over_quota(usage)
         if refused is not None:
             raise call.over_quota(refused, usage.units)
@@ -288,7 +293,8 @@ class _GenerationMeter:
         self, prompt_tokens: int, output_tokens: int, body: bytes | None, *, delivered: bool
     ) -> dict[str, str]:
         call = self.call
-        usage = call.usage(prompt_tokens + output_tokens, prompt_tokens, output_tokens)
+        units = self.base_units + prompt_tokens + output_tokens
+        usage = call.usage(units, prompt_tokens, output_tokens)
         response = None if body is None else StoredResponse(200, body, usage.request_id)
         if self.reserved:
             outcome = await call.commit(

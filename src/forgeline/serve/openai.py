@@ -47,7 +47,7 @@ from forgeline.serve.openai_schemas import (
 )
 from forgeline.serve.predict import ServedModels
 from forgeline.serve.routing import api_route
-from forgeline.tasks.base import Generator
+from forgeline.tasks.base import Generator, PreparedChat
 from forgeline.tasks.chat.request import (
     ContextLengthExceeded,
     EngineClosed,
@@ -103,10 +103,11 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
         replayed = await call.replay(body)
         if replayed is not None:
             return _replayed_as_stream(replayed) if body.stream else replayed
-        prompt = _prompt(model, body)
-        meter = call.meter(body)
+        prepared = await _prepared(model, body)
+        prompt = [] if prepared.reply is not None else _prompt(model, body, prepared)
+        meter = call.meter(body, units=prepared.units)
         try:
-            generation = Generation(model, body, prompt)
+            generation = Generation(model, body, prompt, said=prepared.reply)
         except ContextLengthExceeded as exc:
             raise ApiError(400, "context_length_exceeded", str(exc), param="messages") from None
         except InputError as exc:
@@ -121,6 +122,7 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
             generation.cancel()
             raise
         reply = _Reply(request, body, generation, meter, metrics, started, endpoint)
+        reply.citations = prepared.citations or None  # a knowledge base's answer cites entries
         if body.stream:
             return StreamingResponse(reply.stream(), media_type="text/event-stream")
         return await reply.whole()
@@ -128,12 +130,29 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
     return router
 
 
-def _prompt(model: Generator, body: GenerationBody) -> list[int]:
+async def _prepared(model: Generator, body: GenerationBody) -> PreparedChat:
+    """The conversation as the model prepares it (off the event loop: a knowledge base embeds
+    the question to search); a raw prompt as it is, where the model continues raw prompts."""
+    if not isinstance(body, ChatCompletionRequest):
+        if not model.completes_prompts:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"the model '{body.model}' answers conversations only: use /v1/chat/completions",
+                param="model",
+            )
+        return PreparedChat([])
+    try:
+        return await asyncio.to_thread(model.prepare, [m.as_chat() for m in body.messages])
+    except InputError as exc:
+        raise ApiError(400, "invalid_request", str(exc), param="messages") from None
+
+
+def _prompt(model: Generator, body: GenerationBody, prepared: PreparedChat) -> list[int]:
     engine = model.engine()
     try:
         if isinstance(body, ChatCompletionRequest):
-            messages = model.with_system_prompt([m.as_chat() for m in body.messages])
-            return engine.chat_prompt(messages)
+            return engine.chat_prompt(prepared.messages)
         return engine.tokenize(body.prompt)
     except EngineClosed as exc:
         raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "1"}) from None
@@ -158,6 +177,8 @@ class _Reply:
         self.created = int(time.time())
         self.timeout = generation.model.engine_settings.request_timeout_seconds
         self.client_gone = False
+        self.citations: dict[str, str] | None = None
+        """What the reply may cite, on the whole answer and on a stream's first chunk."""
 
     def result(self) -> BaseModel:
         generation, body = self.generation, self.body
@@ -175,6 +196,7 @@ class _Reply:
                     for c in generation.choices
                 ],
                 usage=generation.usage(),
+                citations=self.citations,
             )
         return Completion(
             id=self.id,
@@ -232,7 +254,8 @@ class _Reply:
         complete = False
         try:
             for choice in self.generation.choices:
-                await chunks.put(self._chunk(choice.index, {"role": "assistant", "content": ""}))
+                opening = {"role": "assistant", "content": ""}
+                await chunks.put(self._chunk(choice.index, opening, first=choice.index == 0))
             async with asyncio.timeout(self.timeout):
                 async for choice, event in self.generation.events():
                     if isinstance(event, TextChunk):
@@ -271,7 +294,9 @@ class _Reply:
             usage.prompt_tokens, usage.completion_tokens, body, delivered=delivered
         )
 
-    def _chunk(self, index: int, delta: dict[str, str], reason: str | None = None) -> bytes:
+    def _chunk(
+        self, index: int, delta: dict[str, str], reason: str | None = None, *, first: bool = False
+    ) -> bytes:
         if isinstance(self.body, ChatCompletionRequest):
             choice: dict[str, object] = {"index": index, "delta": delta}
             kind = "chat.completion.chunk"
@@ -289,6 +314,8 @@ class _Reply:
         }
         if self.body.include_usage:
             chunk["usage"] = None
+        if first and self.citations is not None:
+            chunk["citations"] = self.citations
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
 
     def _usage_chunk(self) -> bytes:
@@ -317,7 +344,7 @@ def _replayed_as_stream(replayed: Response) -> Response:
     """A stored answer, sent to a streaming retry as the stream it would have been."""
     stored = json.loads(bytes(replayed.body))
     chat = stored.get("object") == "chat.completion"
-    events = []
+    events: list[str] = []
     for choice in stored["choices"]:
         if chat:
             delta = {"role": "assistant", "content": choice["message"]["content"]}
@@ -327,6 +354,8 @@ def _replayed_as_stream(replayed: Response) -> Response:
         part.update(logprobs=None, finish_reason=choice["finish_reason"])
         chunk = {key: stored[key] for key in ("id", "created", "model")}
         chunk.update(object="chat.completion.chunk" if chat else "text_completion", choices=[part])
+        if not events and stored.get("citations") is not None:
+            chunk["citations"] = stored["citations"]
         events.append(f"data: {json.dumps(chunk)}\n\n")
     events.append("data: [DONE]\n\n")
     headers = {k: v for k, v in replayed.headers.items() if k.lower() != "content-length"}

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forgeline.config.chat import MAX_STOPS
 from forgeline.serve.errors import ApiError
-from forgeline.tasks.chat.prompting import ChatMessage
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat.request import MAX_SEED
 
 MAX_CHOICES = 8
@@ -208,6 +208,12 @@ class ChatCompletion(BaseModel):
     system_fingerprint: str | None = None
     choices: list[ChatChoice]
     usage: Usage
+    citations: dict[str, str] | None = Field(
+        None,
+        description="A knowledge base's answer: what each number the reply may cite ('1' for "
+        "[1]) stands for (an entry id); also on the first chunk of a stream. Null for models "
+        "that do not cite.",
+    )
 
 
 class CompletionChoice(BaseModel):

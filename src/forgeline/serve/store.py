@@ -20,13 +20,16 @@ class ModelStore:
         self.registry = registry
         self.names = names
         self.models: dict[str, LoadedModel] = {}
+        self._loaded: dict[str, LoadedModel] = {}
+        """Every model loaded: the served ones and the chat models they generate with."""
         self.ready = threading.Event()
         self.failed = threading.Event()
 
     def load_all(self) -> None:
         try:
             for name in self.names or self.registry.names():
-                loaded = self.registry.load(name)
+                loaded = self._loaded.get(name) or self.registry.load(name, loaded=self._loaded)
+                self._loaded[name] = loaded
                 if "generate" in loaded.model.capabilities:
                     generator(loaded.model).engine()  # start it now, not on the first call
                 self.models[name] = loaded
@@ -45,7 +48,7 @@ class ModelStore:
 
     def close(self) -> None:
         """Stop the engines of generation models (their decode threads and native memory)."""
-        for loaded in self.models.values():
+        for loaded in self._loaded.values():
             if "generate" in loaded.model.capabilities:
                 generator(loaded.model).close()
 

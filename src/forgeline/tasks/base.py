@@ -7,10 +7,10 @@ and evaluate; it saves itself into a directory the model registry owns and loads
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypedDict, cast
 
 import pandas as pd
 
@@ -20,7 +20,6 @@ from forgeline.errors import NotSupportedError
 if TYPE_CHECKING:
     from forgeline.config.chat import EngineConfig, GenerationConfig
     from forgeline.tasks.chat.engine import GenerationEngine
-    from forgeline.tasks.chat.prompting import ChatMessage
 
 Prediction = dict[str, Any]
 """One prediction as JSON-ready data; the keys depend on the task."""
@@ -30,6 +29,27 @@ Notify = Callable[[str], None]
 
 Capability = Literal["predict", "explain", "generate"]
 """What a task's models can be asked over the API; the server mounts routes by capability."""
+
+
+class ChatMessage(TypedDict):
+    """One turn of a conversation, as in OpenAI's chat API."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    """A conversation made ready for the engine by the model that answers it."""
+
+    messages: list[ChatMessage]
+    """What the engine is given (e.g. with the model's system prompt, or retrieved entries)."""
+    citations: dict[str, str] = field(default_factory=dict)
+    """Numbers the reply may cite (``"1"`` for ``[1]``) and what each stands for (an entry id)."""
+    reply: str | None = None
+    """Said as it is instead of generating (e.g. a knowledge base's fallback)."""
+    units: int = 0
+    """Billable units of the preparation itself (e.g. one search), besides the tokens."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +104,11 @@ class Task(Protocol):
     name: ClassVar[str]
     """The ``task:`` value in the config."""
 
-    capabilities: ClassVar[frozenset[Capability]]
-    """What the server offers for this task's models (see :data:`Capability`)."""
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What the server offers for this model (see :data:`Capability`); most tasks set it
+        per class, a knowledge base generates only when its config names a chat model."""
+        ...
 
     @classmethod
     def prepare_data(cls, project: Project) -> DataSplits:
@@ -166,11 +189,28 @@ class Predictor(Task, Protocol):
 
 
 class Generator(Task, Protocol):
-    """A task whose models generate text: a chat model served by a generation engine."""
+    """A task whose models generate text on a generation engine: their own (a chat model) or
+    another model's, bound at load (a knowledge base answering through a chat model)."""
 
     @property
     def system_prompt(self) -> str | None:
         """Said to the model before a conversation that brings no system message."""
+        ...
+
+    @property
+    def completes_prompts(self) -> bool:
+        """Whether a raw prompt may be continued (OpenAI's legacy completions); a model that
+        grounds a conversation first answers chat only."""
+        ...
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Names of the models in the same registry this one generates with (see
+        :meth:`bind`); empty for a model with an engine of its own."""
+        ...
+
+    def bind(self, models: Mapping[str, Generator]) -> None:
+        """Hand over the loaded models named by :attr:`requires`, before the first use."""
         ...
 
     @property
@@ -188,12 +228,14 @@ class Generator(Task, Protocol):
         llama.cpp users in one process slow each other down)."""
         ...
 
-    def with_system_prompt(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        """``messages`` with the model's system prompt first, unless they bring their own."""
+    def prepare(self, messages: list[ChatMessage]) -> PreparedChat:
+        """``messages`` as the engine is to see them (the model's system prompt first unless
+        they bring their own; a grounded model adds what it retrieved), or a reply to give
+        without generating."""
         ...
 
     def close(self) -> None:
-        """Stop the engine, if it was started."""
+        """Stop the engine, if this model started it."""
         ...
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from forgeline.base_models import CATALOGUE
 from forgeline.errors import InputError
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat.engine import GenerationEngine, RequestStats
-from forgeline.tasks.chat.prompting import ChatMessage, json_grammar
+from forgeline.tasks.chat.prompting import json_grammar
 from forgeline.tasks.chat.request import (
     ContextLengthExceeded,
     EngineClosed,

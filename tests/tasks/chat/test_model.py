@@ -12,9 +12,8 @@ from forgeline.base_models import CATALOGUE
 from forgeline.config.load import load_project
 from forgeline.errors import ConfigError, RegistryError
 from forgeline.registry import ModelRegistry
-from forgeline.tasks.base import generator
+from forgeline.tasks.base import ChatMessage, generator
 from forgeline.tasks.chat import ChatModel
-from forgeline.tasks.chat.prompting import ChatMessage
 from forgeline.tasks.chat.scoring import Scorer
 from tests.conftest import write_project
 

@@ -23,8 +23,7 @@ from forgeline.data.problems import raise_problems
 from forgeline.data.split import split_frames
 from forgeline.data.values import is_missing
 from forgeline.errors import DataError
-from forgeline.tasks.base import DataSplits
-from forgeline.tasks.chat.prompting import ChatMessage
+from forgeline.tasks.base import ChatMessage, DataSplits
 
 MESSAGES = "messages"
 SOURCE = "source"

@@ -25,6 +25,7 @@ from typing import Self
 import llama_cpp
 
 from forgeline.errors import InputError
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat._native import (
     ContextSettings,
     NativeContext,
@@ -33,7 +34,7 @@ from forgeline.tasks.chat._native import (
     SamplingSettings,
 )
 from forgeline.tasks.chat.batcher import Batcher, common_prefix_length
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate
+from forgeline.tasks.chat.prompting import ChatTemplate
 from forgeline.tasks.chat.request import (
     ContextLengthExceeded,
     EngineClosed,

@@ -8,7 +8,6 @@ the same conversations, under the same system prompt: the numbers say what fine-
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,11 +16,10 @@ import pandas as pd
 from rouge_score.rouge_scorer import RougeScorer
 
 from forgeline.errors import DataError
-from forgeline.tasks.base import Evaluation, ReportSection
+from forgeline.tasks.base import ChatMessage, Evaluation, ReportSection
 from forgeline.tasks.chat.data import MESSAGES, SOURCE
-from forgeline.tasks.chat.prompting import ChatMessage
-from forgeline.tasks.chat.request import Finished, GenerationRequest, TextChunk
 from forgeline.tasks.chat.scoring import Scorer
+from forgeline.tasks.replies import greedy_replies
 
 if TYPE_CHECKING:
     from forgeline.tasks.chat.model import ChatModel
@@ -181,37 +179,11 @@ def _mean_words(texts: list[str]) -> float:
 
 def _greedy_replies(model: ChatModel, conversations: list[list[ChatMessage]]) -> list[str]:
     """The model's replies in place of each conversation's last one, generated together."""
-    engine = model.engine()
-    # No more at once than the engine decodes together: the rest would only fill its queue,
-    # which refuses requests beyond engine.max_queue.
-    slots = asyncio.Semaphore(model.engine_settings.parallel)
-
-    async def reply(messages: list[ChatMessage]) -> str:
-        async with slots:
-            return await _reply(messages)
-
-    async def _reply(messages: list[ChatMessage]) -> str:
+    prompts = []
+    for messages in conversations:
         last_reply = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        prompt = engine.chat_prompt(messages[:last_reply])
-        request = GenerationRequest(
-            prompt,
-            max_tokens=model.generation.max_tokens,
-            temperature=0,
-            stop=model.generation.stop,
-        )
-        parts: list[str] = []
-        async with engine.submit(request) as stream:
-            async for event in stream:
-                if isinstance(event, TextChunk):
-                    parts.append(event.text)
-                elif isinstance(event, Finished):
-                    break
-        return "".join(parts).strip()
-
-    async def everything() -> list[str]:
-        return list(await asyncio.gather(*(reply(m) for m in conversations)))
-
+        prompts.append(messages[:last_reply])
     try:
-        return asyncio.run(everything())
+        return greedy_replies(model, prompts)
     finally:
         model.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -24,10 +25,18 @@ from forgeline.config import Project
 from forgeline.config.chat import ChatConfig, EngineConfig, GenerationConfig
 from forgeline.data.fingerprint import file_sha256
 from forgeline.errors import ConfigError, NotSupportedError, RegistryError
-from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify
+from forgeline.tasks.base import (
+    Capability,
+    ChatMessage,
+    DataSplits,
+    Evaluation,
+    Generator,
+    Notify,
+    PreparedChat,
+)
 from forgeline.tasks.chat.data import prepare_conversations
 from forgeline.tasks.chat.engine import GenerationEngine
-from forgeline.tasks.chat.prompting import ChatMessage, with_system_prompt
+from forgeline.tasks.chat.prompting import with_system_prompt
 
 CHAT_FILE = "chat.json"
 GGUF_FILE = "model.gguf"
@@ -172,6 +181,20 @@ class ChatModel:
     @property
     def system_prompt(self) -> str | None:
         return self._system_prompt
+
+    @property
+    def completes_prompts(self) -> bool:
+        return True
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return ()
+
+    def bind(self, models: Mapping[str, Generator]) -> None:
+        return None  # the engine is its own
+
+    def prepare(self, messages: list[ChatMessage]) -> PreparedChat:
+        return PreparedChat(self.with_system_prompt(messages))
 
     @property
     def generation(self) -> GenerationConfig:

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 from llama_cpp import llama_types
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from forgeline.errors import ConfigError
-
-
-class ChatMessage(TypedDict):
-    """One turn of a conversation, as in OpenAI's chat API."""
-
-    role: str
-    content: str
+from forgeline.tasks.base import ChatMessage
 
 
 class ChatTemplate:

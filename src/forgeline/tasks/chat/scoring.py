@@ -18,8 +18,9 @@ from typing import Self
 import numpy as np
 
 from forgeline.errors import DataError
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat._native import ContextSettings, NativeContext, NativeModel
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate, reply_spans
+from forgeline.tasks.chat.prompting import ChatTemplate, reply_spans
 
 _BATCH = 512
 

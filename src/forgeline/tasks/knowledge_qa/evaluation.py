@@ -12,14 +12,16 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from forgeline.evaluate.plots import precision_coverage_png
-from forgeline.tasks.base import Evaluation, ReportSection
+from forgeline.tasks.base import ChatMessage, Evaluation, ReportSection
 from forgeline.tasks.knowledge_qa.data import ENTRY, QUESTION
+from forgeline.tasks.knowledge_qa.grounding import cited
 from forgeline.tasks.knowledge_qa.retrieval import (
     decision_accuracy,
     gold_positions,
     ranks,
     top_entries,
 )
+from forgeline.tasks.replies import greedy_replies
 
 if TYPE_CHECKING:
     from forgeline.tasks.knowledge_qa.model import KnowledgeQA
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 RECALL_AT = (1, 3, 10)
 WORST_SHOWN = 15
 WORST_COLUMNS = ["question", "right entry", "its rank", "ranked first", "score"]
+GENERATED_COLUMNS = ["question", "right entry", "answer", "cites", "right cited"]
 
 
 def retrieval_metrics(
@@ -120,7 +123,55 @@ def evaluate_knowledge_model(model: KnowledgeQA, data: pd.DataFrame) -> Evaluati
             tables=[_worst(model, questions, gold, scores)],
         ),
     ]
+    if "generate" in model.capabilities:
+        cited_metrics, cited_section = generated_answers(model, questions, gold)
+        metrics |= cited_metrics
+        summary.append(("answers citing a right entry", f"{metrics['citing_right_entry']:.4f}"))
+        sections.append(cited_section)
     return Evaluation(metrics, summary, sections)
+
+
+def generated_answers(
+    model: KnowledgeQA, questions: list[str], gold: list[int | None]
+) -> tuple[dict[str, float], ReportSection]:
+    """The chat model's answers to the answerable questions, and how often they cite the
+    right entry: ``citing_right_entry`` over the questions answered (not given the fallback),
+    ``citing_any_entry`` likewise, ``generated_share`` of the answerable questions."""
+    entries = model.knowledge.entries
+    asked = [(q, entries[g].id) for q, g in zip(questions, gold, strict=True) if g is not None]
+    prepared = [model.prepare([ChatMessage(role="user", content=q)]) for q, _ in asked]
+    generating = [i for i, p in enumerate(prepared) if p.reply is None]
+    replies = greedy_replies(model, [prepared[i].messages for i in generating])
+    rows: list[dict[str, Any]] = []
+    for i, reply in zip(generating, replies, strict=True):
+        question, right = asked[i]
+        found = cited(reply, prepared[i].citations)
+        rows.append(
+            {
+                "question": question,
+                "right entry": right,
+                "answer": reply,
+                "cites": ", ".join(found),
+                "right cited": right in found,
+            }
+        )
+    answered = len(rows)
+    metrics = {
+        "generated_share": answered / len(asked) if asked else 0.0,
+        "citing_right_entry": sum(r["right cited"] for r in rows) / answered if answered else 0.0,
+        "citing_any_entry": sum(bool(r["cites"]) for r in rows) / answered if answered else 0.0,
+    }
+    section = ReportSection(
+        "Generated answers",
+        paragraphs=[
+            f"The chat model's answers (greedy) to the {len(asked)} answerable test questions: "
+            f"{answered} were generated from the entries that passed the threshold (the rest "
+            f"got the fallback). {metrics['citing_right_entry']:.1%} of them cite the right "
+            f"entry, {metrics['citing_any_entry']:.1%} cite any entry."
+        ],
+        tables=[pd.DataFrame(rows[:WORST_SHOWN], columns=GENERATED_COLUMNS)],
+    )
+    return metrics, section
 
 
 def _worst(
@@ -150,6 +201,4 @@ def _worst(
             }
         )
     rows.sort(key=lambda r: -int(r["its rank"]))
-    return pd.DataFrame(
-        rows[:WORST_SHOWN], columns=["question", "right entry", "its rank", "ranked first", "score"]
-    )
+    return pd.DataFrame(rows[:WORST_SHOWN], columns=WORST_COLUMNS)

@@ -4,9 +4,9 @@ decision to answer from the top one or to say the fallback."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import numpy as np
 import pandas as pd
@@ -15,18 +15,32 @@ from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from forgeline.base_models import resolve_base_model
+from forgeline.config.chat import EngineConfig, GenerationConfig
 from forgeline.config.knowledge import KnowledgeQAConfig
 from forgeline.config.load import Project
 from forgeline.encoders.runtime import Encoder, TorchEncoder, load_encoder
 from forgeline.errors import NotSupportedError
-from forgeline.tasks.base import Capability, DataSplits, Evaluation, Notify, Prediction
+from forgeline.tasks.base import (
+    Capability,
+    ChatMessage,
+    DataSplits,
+    Evaluation,
+    Generator,
+    Notify,
+    Prediction,
+    PreparedChat,
+)
 from forgeline.tasks.knowledge_qa.data import QUESTION, prepare_questions
 from forgeline.tasks.knowledge_qa.embedder import SentenceEmbedder, embed
+from forgeline.tasks.knowledge_qa.grounding import grounded, question_of
 from forgeline.tasks.knowledge_qa.index import Index, Lexical, build_index
 from forgeline.tasks.knowledge_qa.knowledge_base import KnowledgeBase
-from forgeline.tasks.knowledge_qa.retrieval import signals
+from forgeline.tasks.knowledge_qa.retrieval import best_k, signals
 from forgeline.tasks.knowledge_qa.settings import SETTINGS_FILE, Settings
 from forgeline.tasks.text_inputs import check_texts, text_input_schema, texts_from_table
+
+if TYPE_CHECKING:
+    from forgeline.tasks.chat.engine import GenerationEngine
 
 hf_logging.disable_progress_bar()
 
@@ -36,7 +50,6 @@ class KnowledgeQA:
     ``compress``, ``save``, ``load``."""
 
     name: ClassVar[str] = "knowledge-qa"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({"predict"})
 
     def __init__(
         self,
@@ -52,8 +65,15 @@ class KnowledgeQA:
         self.settings = settings
         self._lexical = Lexical(index.knowledge)
         self._training_metrics = training_metrics or {}
+        self._writer: Generator | None = None
+        """The chat model that writes generated answers, once bound (see :meth:`bind`)."""
 
     # -- the Task interface ------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        generates = self.settings.grounding is not None
+        return frozenset({"predict", "generate"} if generates else {"predict"})
 
     @property
     def labels(self) -> list[str]:
@@ -168,12 +188,10 @@ class KnowledgeQA:
 
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
         scores = self.scores(list(inputs))
-        k = min(self.settings.top_k, len(self.knowledge))
         entries = self.knowledge.entries
         predictions = []
         for row in scores:
-            best = np.argpartition(-row, k - 1)[:k]  # the top k, unordered, in linear time
-            best = best[np.argsort(-row[best], kind="stable")]
+            best = best_k(row, self.settings.top_k)
             answered = bool(row[best[0]] >= self.settings.threshold)
             top = entries[int(best[0])]
             predictions.append(
@@ -210,6 +228,64 @@ class KnowledgeQA:
         from forgeline.tasks.knowledge_qa.evaluation import evaluate_knowledge_model
 
         return evaluate_knowledge_model(self, data)
+
+    # -- Generator: answers written by a chat model from the matched entries ------------------
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        grounding = self.settings.grounding
+        return () if grounding is None else (grounding.chat_model,)
+
+    def bind(self, models: Mapping[str, Generator]) -> None:
+        for name in self.requires:
+            self._writer = models[name]
+
+    @property
+    def completes_prompts(self) -> bool:
+        return False
+
+    @property
+    def system_prompt(self) -> str | None:
+        return None if self.settings.grounding is None else self.settings.grounding.instructions
+
+    @property
+    def generation(self) -> GenerationConfig:
+        return self._bound().generation
+
+    @property
+    def engine_settings(self) -> EngineConfig:
+        return self._bound().engine_settings
+
+    def engine(self) -> GenerationEngine:
+        return self._bound().engine()
+
+    def prepare(self, messages: list[ChatMessage]) -> PreparedChat:
+        grounding = self.settings.grounding
+        if grounding is None:
+            raise NotSupportedError("this knowledge base has no answer.generate chat model")
+        scores = self.scores([question_of(messages)])[0]
+        settings = self.settings
+        return grounded(
+            messages,
+            scores,
+            self.knowledge.entries,
+            settings.threshold,
+            settings.fallback,
+            grounding,
+        )
+
+    def close(self) -> None:
+        return None  # the engine is the chat model's: it is closed with that model
+
+    def _bound(self) -> Generator:
+        if self._writer is None:
+            raise NotSupportedError(
+                "this knowledge base generates answers with a chat model bound when loaded "
+                "from the registry"
+                if self.settings.grounding is not None
+                else "this knowledge base has no answer.generate chat model"
+            )
+        return self._writer
 
     # -- helpers -----------------------------------------------------------------------------
 

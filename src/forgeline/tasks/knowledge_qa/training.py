@@ -39,7 +39,7 @@ from forgeline.tasks.knowledge_qa.retrieval import (
     signals,
     top_entries,
 )
-from forgeline.tasks.knowledge_qa.settings import SETTINGS_FILE, Settings
+from forgeline.tasks.knowledge_qa.settings import SETTINGS_FILE, Grounding, Settings
 from forgeline.tasks.knowledge_qa.tuning import ValidationScore, tune_encoder, tuning_pairs
 
 SCORED_DISTRACTORS = 2000
@@ -161,6 +161,11 @@ def train_knowledge_model(project: Project, data: DataSplits, notify: Notify) ->
         embedding_size=size,
         encoder_fingerprint=fingerprint,
         runtime="torch",
+        grounding=None
+        if config.answer.generate is None
+        else Grounding(
+            config.answer.generate, config.answer.context_entries, config.answer.instructions
+        ),
     )
     return Trained(embedder, tokenizer, built.index, settings, metrics)
 

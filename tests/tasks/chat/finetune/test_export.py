@@ -13,12 +13,12 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader, Keys, LlamaFileType
 
 from forgeline.base_models import resolve_gguf
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat._native import NativeModel
 from forgeline.tasks.chat.finetune import export
 from forgeline.tasks.chat.finetune.export import MetadataValue, Quantization, write_gguf
 from forgeline.tasks.chat.finetune.parity import ParityReport, check_parity
 from forgeline.tasks.chat.finetune.training import load_base
-from forgeline.tasks.chat.prompting import ChatMessage
 
 # Replies of a sentence, not a word: perplexity over a handful of tokens swings by several
 # percent between f16 and q8_0 on noise alone.

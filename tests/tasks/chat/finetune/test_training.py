@@ -8,6 +8,7 @@ import pytest
 
 from forgeline.base_models import resolve_gguf
 from forgeline.errors import DataError
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat.finetune.training import (
     IGNORED,
     encode_all,
@@ -15,7 +16,7 @@ from forgeline.tasks.chat.finetune.training import (
     sample,
     template_of,
 )
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate
+from forgeline.tasks.chat.prompting import ChatTemplate
 
 CONVERSATION = [
     ChatMessage(role="system", content="You are the Northwind Bank assistant."),

@@ -38,9 +38,10 @@ import torch
 from gguf import GGUFReader, Keys
 
 from forgeline.errors import ForgelineError
+from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat._native import ContextSettings, NativeContext, NativeModel
 from forgeline.tasks.chat.finetune.training import IGNORED, encode_conversation
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate
+from forgeline.tasks.chat.prompting import ChatTemplate
 from forgeline.tasks.chat.scoring import Scorer
 
 

@@ -14,12 +14,12 @@ import pandas as pd
 
 from forgeline.config.chat import ChatTrainingConfig
 from forgeline.errors import CompressionRefused
-from forgeline.tasks.base import DataSplits, Notify
+from forgeline.tasks.base import ChatMessage, DataSplits, Notify
 from forgeline.tasks.chat.data import MESSAGES, SOURCE
 from forgeline.tasks.chat.finetune.export import write_gguf
 from forgeline.tasks.chat.finetune.parity import check_parity
 from forgeline.tasks.chat.finetune.training import train_lora
-from forgeline.tasks.chat.prompting import ChatMessage, with_system_prompt
+from forgeline.tasks.chat.prompting import with_system_prompt
 
 GGUF_NAME = "model.gguf"
 

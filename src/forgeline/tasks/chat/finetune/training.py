@@ -31,8 +31,8 @@ from transformers.utils import logging as hf_logging
 
 from forgeline.config.chat import ChatTrainingConfig
 from forgeline.errors import ConfigError, DataError
-from forgeline.tasks.base import Notify
-from forgeline.tasks.chat.prompting import ChatMessage, ChatTemplate, reply_spans
+from forgeline.tasks.base import ChatMessage, Notify
+from forgeline.tasks.chat.prompting import ChatTemplate, reply_spans
 from forgeline.training import Metric, fine_tune
 
 IGNORED = -100
