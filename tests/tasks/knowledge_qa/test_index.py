@@ -54,3 +54,18 @@ def test_an_entry_scores_its_best_phrasing() -> None:
     assert found.lexical[0, 0] == 1.0 and found.lexical[0, 1] == 0.0
     scores = found.scores(Weights(answer=0.0, lexical=0.0))
     assert scores[0].argmax() == 0
+
+
+def test_signals_weighed_zero_are_skipped_and_the_rest_unchanged() -> None:
+    embed = CountingEmbedder()
+    index = build_index(KNOWLEDGE, embed).index
+    questions = ["card missing", "new pin", "where is my card"]
+    vectors = embed(questions)
+    every = signals(index, Lexical(KNOWLEDGE), questions, vectors)
+    dense = signals(index, None, questions, vectors, answers=False)
+    assert dense.phrasing.shape == (3, 2)
+    np.testing.assert_allclose(dense.phrasing, every.phrasing, rtol=1e-6)
+    assert not dense.answer.any() and not dense.lexical.any()
+    assert every.answer.any() and every.lexical.any()
+    expected = np.max(vectors @ index.phrasing_vectors[:2].T, axis=1)  # entry 0's phrasings
+    np.testing.assert_allclose(every.phrasing[:, 0], expected, rtol=1e-6)

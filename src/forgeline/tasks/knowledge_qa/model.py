@@ -296,8 +296,11 @@ class KnowledgeQA:
 
     def scores(self, questions: Sequence[str]) -> NDArray[np.float32]:
         """Every entry's score for each question, [questions, entries]."""
-        found = signals(self.index, self._lexical, questions, self.logits(questions))
-        return found.scores(self.settings.weights)
+        weights = self.settings.weights
+        lexical = self._lexical if weights.lexical else None
+        vectors = self.logits(questions)
+        found = signals(self.index, lexical, questions, vectors, answers=bool(weights.answer))
+        return found.scores(weights)
 
     def with_encoder(self, encoder: Encoder) -> KnowledgeQA:
         """The same knowledge base and decisions on another encoder runtime, its index
