@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from openai import BadRequestError, OpenAI
+from openai import APIStatusError, BadRequestError, OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.conftest import create_key, run_cli, running_server
 
@@ -69,6 +70,7 @@ answer:
 billing:
   plans:
     pro: {{included_units: 100000, requests_per_second: 1000}}
+    tight: {{included_units: 3, hard_cap: true, requests_per_second: 1000}}
 """
 CHAT_SETTINGS = """\
 registry: ../models
@@ -174,6 +176,26 @@ def test_each_answer_is_billed_one_search_plus_its_tokens(helpdesk: Path, client
     rows = [row for row in json.loads(out) if row["model"] == "helpdesk"]
     assert sum(row["calls"] for row in rows) == 2
     assert sum(row["units"] for row in rows) == answered.usage.total_tokens + 2
+
+
+def test_a_hard_cap_holds_nothing_for_a_fallback(helpdesk: Path, client: OpenAI) -> None:
+    capped = client.with_options(
+        api_key=create_key(helpdesk, "--tenant", "capped", "--plan", "tight")
+    )
+    unanswerable: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Which planet has the most moons?"}
+    ]
+    with pytest.raises(APIStatusError) as refused:  # a generated answer holds its max_tokens
+        capped.chat.completions.create(
+            model="helpdesk", messages=[{"role": "user", "content": "is shipping free?"}]
+        )
+    assert refused.value.status_code == 402
+    for _ in range(3):  # a fallback costs its one search unit, and holds no more
+        said = capped.chat.completions.create(model="helpdesk", messages=unanswerable)
+        assert said.choices[0].message.content == FALLBACK
+    with pytest.raises(APIStatusError) as refused:
+        capped.chat.completions.create(model="helpdesk", messages=unanswerable)
+    assert refused.value.status_code == 402
 
 
 def test_evaluate_and_generate_from_the_command_line(helpdesk: Path) -> None:

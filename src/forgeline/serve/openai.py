@@ -117,7 +117,9 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
         except EngineClosed as exc:
             raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "1"}) from None
         try:
-            await meter.start(len(prompt), generation.max_tokens * body.n, streaming=body.stream)
+            # A reply given as it is generates nothing: a hard cap need not hold max_tokens.
+            most = 0 if prepared.reply is not None else generation.max_tokens * body.n
+            await meter.start(len(prompt), most, streaming=body.stream)
         except BaseException:
             generation.cancel()
             raise
