@@ -139,11 +139,14 @@ class ModelRegistry:
         self, name: str, version: str = "latest", loaded: dict[str, LoadedModel] | None = None
     ) -> LoadedModel:
         """The model, bound to the models it generates with (see :meth:`bind`)."""
-        resolved = self.resolve(name, version)
-        task = get_task(str(resolved.manifest["task"]))
-        model = LoadedModel(resolved, task.load(resolved.path))
+        model = self._load_unbound(name, version)
         self.bind(name, model.model, loaded)
         return model
+
+    def _load_unbound(self, name: str, version: str = "latest") -> LoadedModel:
+        resolved = self.resolve(name, version)
+        task = get_task(str(resolved.manifest["task"]))
+        return LoadedModel(resolved, task.load(resolved.path))
 
     def bind(self, name: str, model: Task, loaded: dict[str, LoadedModel] | None = None) -> None:
         """Bind ``model`` (named ``name``) to the models it generates with, at their latest
@@ -163,9 +166,7 @@ class ModelRegistry:
                         "`registry:` in its forgeline.yaml"
                     )
                 # Not bound in turn: a model it answers through must need no other.
-                resolved = self.resolve(other)
-                task = get_task(str(resolved.manifest["task"]))
-                loaded[other] = LoadedModel(resolved, task.load(resolved.path))
+                loaded[other] = self._load_unbound(other)
             target = loaded[other].model
             if "generate" not in target.capabilities or generator(target).requires:
                 raise RegistryError(

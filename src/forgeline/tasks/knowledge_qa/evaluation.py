@@ -124,7 +124,7 @@ def evaluate_knowledge_model(model: KnowledgeQA, data: pd.DataFrame) -> Evaluati
         ),
     ]
     if "generate" in model.capabilities:
-        cited_metrics, cited_section = generated_answers(model, questions, gold)
+        cited_metrics, cited_section = generated_answers(model, questions, gold, scores)
         metrics |= cited_metrics
         summary.append(("answers citing a right entry", f"{metrics['citing_right_entry']:.4f}"))
         sections.append(cited_section)
@@ -132,14 +132,23 @@ def evaluate_knowledge_model(model: KnowledgeQA, data: pd.DataFrame) -> Evaluati
 
 
 def generated_answers(
-    model: KnowledgeQA, questions: list[str], gold: list[int | None]
+    model: KnowledgeQA,
+    questions: list[str],
+    gold: list[int | None],
+    scores: NDArray[np.float32],
 ) -> tuple[dict[str, float], ReportSection]:
     """The chat model's answers to the answerable questions, and how often they cite the
     right entry: ``citing_right_entry`` over the questions answered (not given the fallback),
-    ``citing_any_entry`` likewise, ``generated_share`` of the answerable questions."""
+    ``citing_any_entry`` likewise, ``generated_share`` of the answerable questions.
+    ``scores``: the questions' scores already computed for the retrieval metrics, grounded
+    as :meth:`KnowledgeQA.prepare` grounds a served question."""
     entries = model.knowledge.entries
-    asked = [(q, entries[g].id) for q, g in zip(questions, gold, strict=True) if g is not None]
-    prepared = [model.prepare([ChatMessage(role="user", content=q)]) for q, _ in asked]
+    answerable = [(row, truth) for row, truth in enumerate(gold) if truth is not None]
+    asked = [(questions[row], entries[truth].id) for row, truth in answerable]
+    prepared = [
+        model.ground([ChatMessage(role="user", content=questions[row])], scores[row])
+        for row, _ in answerable
+    ]
     generating = [i for i, p in enumerate(prepared) if p.reply is None]
     replies = greedy_replies(model, [prepared[i].messages for i in generating])
     rows: list[dict[str, Any]] = []

@@ -260,19 +260,16 @@ class KnowledgeQA:
         return self._bound().engine()
 
     def prepare(self, messages: list[ChatMessage]) -> PreparedChat:
+        return self.ground(messages, self.scores([question_of(messages)])[0])
+
+    def ground(self, messages: list[ChatMessage], scores: NDArray[np.float32]) -> PreparedChat:
+        """``messages`` grounded in the entries, given every entry's score for the question
+        (see :func:`grounding.grounded`)."""
         grounding = self.settings.grounding
         if grounding is None:
             raise NotSupportedError("this knowledge base has no answer.generate chat model")
-        scores = self.scores([question_of(messages)])[0]
-        settings = self.settings
-        return grounded(
-            messages,
-            scores,
-            self.knowledge.entries,
-            settings.threshold,
-            settings.fallback,
-            grounding,
-        )
+        entries, settings = self.knowledge.entries, self.settings
+        return grounded(messages, scores, entries, settings.threshold, settings.fallback, grounding)
 
     def close(self) -> None:
         return None  # the engine is the chat model's: it is closed with that model
