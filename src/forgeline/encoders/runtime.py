@@ -71,24 +71,27 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def onnx_session(model_bytes: bytes) -> Any:
+    """An ONNX Runtime CPU session for serving (an ``onnxruntime.InferenceSession``)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # Every core, but no spin-waiting: ONNX Runtime's idle threads otherwise spin between
+    # operators and starve the HTTP event loop that parses requests and gathers batches.
+    # On 2 cores this took requests/s at concurrency 32 from 415 (one thread, leaving a
+    # core to the loop) and 478 (two spinning threads) to 645 (benchmarks/serve_bench.py).
+    options.intra_op_num_threads = usable_cores()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxEncoder:
     runtime = "onnx"
 
     def __init__(self, model_bytes: bytes) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # Every core, but no spin-waiting: ONNX Runtime's idle threads otherwise spin between
-        # operators and starve the HTTP event loop that parses requests and gathers batches.
-        # On 2 cores this took requests/s at concurrency 32 from 415 (one thread, leaving a
-        # core to the loop) and 478 (two spinning threads) to 645 (benchmarks/serve_bench.py).
-        options.intra_op_num_threads = usable_cores()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._bytes = model_bytes
-        self._session = ort.InferenceSession(
-            model_bytes, options, providers=["CPUExecutionProvider"]
-        )
+        self._session = onnx_session(model_bytes)
         self._inputs = {i.name for i in self._session.get_inputs()}
 
     def logits(self, encoded: Mapping[str, NDArray[np.int64]]) -> NDArray[np.float32]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import bm25s
@@ -19,6 +20,7 @@ from numpy.typing import NDArray
 from safetensors.numpy import load_file, save_file
 
 from forgeline.tasks.knowledge_qa.knowledge_base import KnowledgeBase, text_key
+from forgeline.tasks.knowledge_qa.similarity import Similarities
 
 INDEX_FILE = "index.safetensors"
 ENTRIES_FILE = "entries.jsonl"
@@ -36,6 +38,15 @@ class Index:
     """The entry (position) of each phrasing row."""
     answer_vectors: NDArray[np.float32]
     """One row per entry."""
+
+    # Made on first use (a search), not when an index is built and saved by `forgeline train`.
+    @cached_property
+    def phrasing_similarities(self) -> Similarities:
+        return Similarities(self.phrasing_vectors)
+
+    @cached_property
+    def answer_similarities(self) -> Similarities:
+        return Similarities(self.answer_vectors)
 
     def save(self, directory: Path) -> None:
         save_file(

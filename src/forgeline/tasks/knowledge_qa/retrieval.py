@@ -66,17 +66,13 @@ def signals(
     """The signals of ``questions`` (embedded as ``vectors``) against every entry; the lexical
     one zero without ``lexical``, the answer one zero unless ``answers`` (a model that weighs
     a signal 0 skips computing it)."""
-    # [entries, questions] and not the transpose: OpenBLAS multiplies a 10,000 x 384 matrix by
-    # a few question vectors about twice as fast this way round (kb_bench's search latency).
-    by_phrasing = index.phrasing_vectors @ vectors.T
-    # Each entry's phrasings are consecutive rows, its question first: one max per segment.
+    by_phrasing = index.phrasing_similarities(vectors)
+    # Each entry's phrasings are consecutive columns, its question first: one max per segment.
     starts = np.flatnonzero(np.diff(index.phrasing_entries, prepend=-1))
-    phrasing = np.ascontiguousarray(np.maximum.reduceat(by_phrasing, starts, axis=0).T)
+    phrasing = np.maximum.reduceat(by_phrasing, starts, axis=1)
     return Signals(
         np.asarray(phrasing, dtype=np.float32),
-        np.ascontiguousarray((index.answer_vectors @ vectors.T).T, dtype=np.float32)
-        if answers
-        else np.zeros_like(phrasing, dtype=np.float32),
+        index.answer_similarities(vectors) if answers else np.zeros_like(phrasing),
         lexical.scores(questions)
         if lexical is not None and len(questions)
         else np.zeros_like(phrasing, dtype=np.float32),
