@@ -2,24 +2,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from forgeline import audit
 from forgeline.billing.auth import Authenticator
 from forgeline.billing.keys import (
     MAX_KEY_LIFETIME,
     ApiKeyError,
     AuthError,
+    KeyConflict,
     KeyStore,
     Principal,
     UnknownKey,
+    digest,
     duration,
 )
 from forgeline.config.service import PlanConfig
 from forgeline.db import Database
-from forgeline.db.tables import ApiKey
+from forgeline.db.tables import ApiKey, AuditEntry
 from forgeline.errors import ConfigError
 
 
@@ -161,3 +165,32 @@ def test_made_up_key_ids_cannot_evict_real_keys_from_the_cache(db: Database) -> 
     lookups.clear()
     _authenticate(auth, f"Bearer {token}")
     assert lookups == []  # still cached
+
+
+def _audit_rows(db: Database) -> list[AuditEntry]:
+    with db.read() as session:
+        return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+
+def test_key_changes_are_audited_with_their_actor_and_never_the_key(db: Database) -> None:
+    store = KeyStore(db, PLANS)
+    token, created = store.create(tenant="acme", plan="pro", models=["credit"])
+    rotated_token, rotated = store.rotate(created.id, timedelta(hours=1), "admin-key:env-admin")
+    store.revoke(rotated.id)
+    store.revoke(rotated.id)  # already revoked: nothing changes, nothing is recorded
+    with pytest.raises(KeyConflict):
+        store.rotate(rotated.id, timedelta(hours=1))  # refused: its transaction records nothing
+    rows = _audit_rows(db)
+    assert [(row.event, row.actor, row.subject) for row in rows] == [
+        ("key.created", "cli", f"key:{created.id}"),
+        ("key.rotated", "admin-key:env-admin", f"key:{created.id}"),
+        ("key.revoked", "cli", f"key:{rotated.id}"),
+    ]
+    created_details = json.loads(rows[0].details)
+    assert created_details["tenant"] == "acme" and created_details["models"] == ["credit"]
+    assert json.loads(rows[1].details)["new_key"] == rotated.id
+    stored = " ".join(f"{row.subject} {row.details} {row.actor}" for row in rows)
+    for secret in (token, rotated_token, token.rsplit("_", 1)[1], digest(token)):
+        assert secret not in stored
+    with db.read() as session:
+        assert audit.verify(session).ok

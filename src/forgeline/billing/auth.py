@@ -38,6 +38,14 @@ _ENV_ADMIN = Principal(
 )
 
 
+def presented_key_id(authorization: str | None) -> str | None:
+    """The id of the Forgeline key in an Authorization header, whether or not it exists: the
+    public part of the key, which may be logged; never the secret."""
+    _, _, token = (authorization or "").partition(" ")
+    match = TOKEN.fullmatch(token.strip())
+    return match.group(1) if match is not None else None
+
+
 class _Recent:
     """A bounded map of recent lookups, least recently used first out. Evicting one entry at a
     time (rather than clearing all when full) keeps a flood of made-up key ids from flushing
@@ -131,9 +139,8 @@ class Authenticator:
     def knows(self, authorization: str | None) -> bool:
         """Whether ``authorization`` names a key id this server has seen exist (however long
         ago): a throttled address may still look such keys up, but not made-up ones."""
-        _, _, token = (authorization or "").partition(" ")
-        match = TOKEN.fullmatch(token.strip())
-        return match is not None and self._known.get(match.group(1)) is not None
+        key_id = presented_key_id(authorization)
+        return key_id is not None and self._known.get(key_id) is not None
 
     def _cached(self, key_id: str) -> tuple[str, Principal | None] | None:
         cached = self._known.get(key_id) or self._unknown.get(key_id)

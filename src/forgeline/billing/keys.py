@@ -1,5 +1,9 @@
 """API keys: create, list, revoke and rotate them (checking a bearer token is in auth.py).
 
+Creating, revoking and rotating a key is recorded in the audit log (:mod:`forgeline.audit`) in
+the transaction that makes the change, with who asked (``actor``: ``cli``, or the admin key of
+an admin API call); the event holds the key's id, tenant and scopes, never the key.
+
 A key reads ``fl_<id>_<secret>``. The id is public (it appears in listings, usage and logs) and
 finds the row; the secret is 256 random bits. Only the SHA-256 of the whole key is stored: a
 fast hash is enough because the secret is random, not a password that could be guessed, and
@@ -18,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from forgeline import audit
+from forgeline.audit import CLI_ACTOR, AuditEvent
 from forgeline.config.sections import is_name
 from forgeline.config.service import PlanConfig
 from forgeline.db import Database
@@ -152,11 +158,12 @@ class KeyStore:
         actions: list[str] | None = None,
         admin: bool = False,
         expires_at: datetime | None = None,
+        actor: str = CLI_ACTOR,
     ) -> tuple[str, KeyInfo]:
         """A new key and what a listing shows of it. The key is not stored and cannot be
         shown again."""
         with self.db.write() as session:
-            return self._add(
+            token, info = self._add(
                 session,
                 tenant=tenant,
                 plan=plan,
@@ -166,6 +173,8 @@ class KeyStore:
                 expires_at=expires_at,
                 replaces=None,
             )
+            audit.record(session, AuditEvent.KEY_CREATED, actor, _subject(info.id), _scope(info))
+        return token, info
 
     def _add(
         self,
@@ -249,14 +258,19 @@ class KeyStore:
         with self.db.read() as session:
             return session.scalar(select(ApiKey.id).limit(1)) is not None
 
-    def revoke(self, key_id: str) -> KeyInfo:
+    def revoke(self, key_id: str, actor: str = CLI_ACTOR) -> KeyInfo:
+        """Revoke a key (recorded once: revoking it again changes nothing)."""
         with self.db.write() as session:
             key, owner = self._get(session, key_id, for_update=True)
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
+                details = {"tenant": owner.name if owner else None}
+                audit.record(session, AuditEvent.KEY_REVOKED, actor, _subject(key.id), details)
             return _info(key, owner)
 
-    def rotate(self, key_id: str, overlap: timedelta) -> tuple[str, KeyInfo]:
+    def rotate(
+        self, key_id: str, overlap: timedelta, actor: str = CLI_ACTOR
+    ) -> tuple[str, KeyInfo]:
         """A new key with the same tenant and scopes; the old one keeps working for
         ``overlap`` so clients can switch without downtime, then expires. One transaction:
         a crash cannot leave a new key beside an old one that never expires."""
@@ -280,6 +294,8 @@ class KeyStore:
             )
             ends = utcnow() + overlap
             old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
+            details = {**_scope(info), "new_key": info.id, "old_expires_at": _iso(old.expires_at)}
+            audit.record(session, AuditEvent.KEY_ROTATED, actor, _subject(old.id), details)
         return token, info
 
     @staticmethod
@@ -332,3 +348,23 @@ def _info(key: ApiKey, owner: Tenant | None) -> KeyInfo:
         revoked_at=key.revoked_at,
         replaces=key.replaces,
     )
+
+
+def _subject(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return f"{moment.isoformat(timespec='seconds')}Z" if moment is not None else None
+
+
+def _scope(info: KeyInfo) -> dict[str, audit.DetailValue]:
+    """What an audit event tells of a key: whose it is and what it may do; never the key."""
+    return {
+        "tenant": info.tenant,
+        "plan": info.plan,
+        "admin": info.is_admin,
+        "models": info.models,
+        "actions": info.actions,
+        "expires_at": _iso(info.expires_at),
+    }

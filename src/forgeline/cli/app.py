@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from forgeline import __version__
+from forgeline.cli.audit import audit_app
 from forgeline.cli.billing import billing_app, keys_app, usage
 from forgeline.cli.generate import chat, generate
 from forgeline.cli.options import ConfigOption, VersionOption
@@ -72,6 +73,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
+app.add_typer(audit_app, name="audit")
 app.command()(usage)
 app.command()(chat)
 app.command()(generate)
@@ -374,12 +376,11 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="Version to make 'latest', e.g. v1 (a rollback).")],
     config: ConfigOption = None,
 ) -> None:
-    """Point 'latest' at another version, e.g. to roll back."""
-    from forgeline.registry import ModelRegistry
+    """Point 'latest' at another version, e.g. to roll back (recorded in the audit log)."""
+    from forgeline.cli.audit import promote
 
     project = load_project(config, check_files=False)
-    ModelRegistry(project.registry_dir).set_latest(project.config.name, version)
-    console.print(f"latest of {project.config.name} is now {version}")
+    console.print(f"latest of {project.config.name} is now {promote(project, version)}")
 
 
 def main() -> None:

@@ -26,13 +26,14 @@ keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args
 billing_app = typer.Typer(help="Invoices from the usage ledger.", no_args_is_help=True)
 
 
-def _open(config: Path | None) -> tuple[Project, Database]:
+def open_database(config: Path | None) -> tuple[Project, Database]:
+    """The project and its database (``database.url`` or ``FORGELINE_DATABASE_URL``)."""
     project = load_project(config, check_files=False)
     return project, Database.open(project.config.database, project.root)
 
 
 def _key_store(config: Path | None) -> tuple[Project, KeyStore]:
-    project, db = _open(config)
+    project, db = open_database(config)
     return project, KeyStore(db, project.config.billing.plans)
 
 
@@ -151,7 +152,7 @@ def usage(
     config: ConfigOption = None,
 ) -> None:
     """Calls and units per model and day of one tenant's month."""
-    _, db = _open(config)
+    _, db = open_database(config)
     rows = usage_report(db, tenant, parse_month(month))
     if as_json:
         print(json.dumps([{**row.__dict__, "day": row.day.isoformat()} for row in rows], indent=2))
@@ -174,7 +175,7 @@ def billing_invoice(
     config: ConfigOption = None,
 ) -> None:
     """Invoices of a month: subscription, included units, overage, total."""
-    project, db = _open(config)
+    project, db = open_database(config)
     invoices = build_invoices(db, project.config.billing, parse_month(month), tenant)
     if output_format == "table":
         text = None

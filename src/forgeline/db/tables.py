@@ -1,5 +1,6 @@
-"""The tables behind keys, quotas and billing. Times are naive UTC; money is never stored here
-(prices live in the plans of forgeline.yaml, so an invoice is computed from units)."""
+"""The tables behind keys, quotas, billing and the audit log. Times are naive UTC; money is
+never stored here (prices live in the plans of forgeline.yaml, so an invoice is computed from
+units)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,23 @@ class IdempotentResponse(Base):
     status: Mapped[int]
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """One security event, hash-chained to the one before (see :mod:`forgeline.audit`). Rows
+    are only ever inserted: triggers refuse UPDATE and DELETE (migration 0005). ``id`` is the
+    previous row's id + 1, assigned under the append lock, so a gap means a deleted row."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    created_at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))
+    details: Mapped[str] = mapped_column(Text)  # canonical JSON; no secrets, no personal data
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

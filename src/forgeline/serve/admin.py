@@ -1,7 +1,10 @@
-"""The admin HTTP API under /admin/v1: keys, usage and invoices, as the CLI offers them.
+"""The admin HTTP API under /admin/v1: keys, usage, invoices and the audit log, as the CLI
+offers them.
 
 Every route needs an admin key: ``FORGELINE_ADMIN_KEY`` or one made by
-``forgeline keys create --admin``; admin keys are rate-limited like any other. The request and
+``forgeline keys create --admin``; admin keys are rate-limited like any other. A request
+refused for its key (401, 403) is written to the audit log, as is every change to a key, with
+the admin key that made it (see :meth:`Gateway.audit_admin_refusal`). The request and
 response shapes are in :mod:`forgeline.serve.admin_schemas`. Unknown keys and tenants are 404;
 a request the stored state refuses (rotating a revoked key, a new tenant without a plan) is
 409. Database work runs in a thread, off the event loop.
@@ -17,18 +20,23 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from forgeline import audit
+from forgeline.audit import AuditEvent, admin_actor
 from forgeline.billing.invoices import build_invoices, invoices_csv, invoices_json
 from forgeline.billing.keys import KeyConflict, UnknownKey, duration, utcnow
 from forgeline.billing.usage import UnknownTenant, usage_report
 from forgeline.errors import ForgelineError
 from forgeline.serve.admin_schemas import (
     INVOICES_SCHEMA,
+    AuditEventOut,
+    AuditPage,
     CreateKey,
     KeyOut,
     Month,
     Name,
     NewKey,
     RotateKey,
+    Since,
     UsageOut,
     create_key_schema,
 )
@@ -40,14 +48,19 @@ from forgeline.serve.routing import api_route
 def admin_router(gateway: Gateway) -> APIRouter:
     body = create_key_schema()
 
-    def admin(request: Request) -> None:
+    async def admin(request: Request) -> None:
         if not request.state.principal.is_admin:
-            raise ApiError(403, "not_admin", "this needs an admin key")
+            refused = ApiError(403, "not_admin", "this needs an admin key")
+            await gateway.audit_admin_refusal(request, refused)
+            raise refused
+
+    def actor(request: Request) -> str:
+        return admin_actor(request.state.principal.key_id)
 
     router = APIRouter(
         prefix="/admin/v1",
         tags=["admin"],
-        route_class=api_route(gateway),
+        route_class=api_route(gateway, refused=gateway.audit_admin_refusal),
         dependencies=[Depends(admin)],
         responses={
             401: {"description": "No API key, or an invalid one"},
@@ -85,7 +98,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
         },
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": body}}}},
     )
-    async def create_key(body: CreateKey) -> NewKey:
+    async def create_key(request: Request, body: CreateKey) -> NewKey:
         expires = utcnow() + duration(days=body.expires_in_days) if body.expires_in_days else None
         token, info = await off_loop(
             lambda: gateway.keys.create(
@@ -95,6 +108,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
                 actions=list(body.actions) if body.actions else None,
                 admin=body.admin,
                 expires_at=expires,
+                actor=actor(request),
             )
         )
         return NewKey(key=token, info=KeyOut.of(info))
@@ -105,8 +119,8 @@ def admin_router(gateway: Gateway) -> APIRouter:
         summary="Revoke a key",
         responses={404: {"description": "No such key"}},
     )
-    async def revoke_key(key_id: str) -> KeyOut:
-        info = await off_loop(lambda: gateway.keys.revoke(key_id))
+    async def revoke_key(request: Request, key_id: str) -> KeyOut:
+        info = await off_loop(lambda: gateway.keys.revoke(key_id, actor(request)))
         gateway.auth.forget(key_id)
         return KeyOut.of(info)
 
@@ -120,9 +134,9 @@ def admin_router(gateway: Gateway) -> APIRouter:
             409: {"description": "The key is revoked"},
         },
     )
-    async def rotate_key(key_id: str, body: RotateKey | None = None) -> NewKey:
+    async def rotate_key(request: Request, key_id: str, body: RotateKey | None = None) -> NewKey:
         overlap = duration(hours=(body or RotateKey()).overlap_hours)
-        token, info = await off_loop(lambda: gateway.keys.rotate(key_id, overlap))
+        token, info = await off_loop(lambda: gateway.keys.rotate(key_id, overlap, actor(request)))
         gateway.auth.forget(key_id)
         return NewKey(key=token, info=KeyOut.of(info))
 
@@ -161,5 +175,33 @@ def admin_router(gateway: Gateway) -> APIRouter:
         if format == "csv":
             return Response(invoices_csv(found), media_type="text/csv")
         return Response(invoices_json(found), media_type="application/json")
+
+    @router.get(
+        "/audit",
+        response_model=AuditPage,
+        summary="Security events of the audit log, newest first",
+    )
+    async def audit_log(
+        since: Annotated[Since | None, Query(description="From this date or time (UTC) on")] = None,
+        event: Annotated[AuditEvent | None, Query(description="Only this kind of event")] = None,
+        before: Annotated[
+            int | None, Query(ge=1, le=2**62, description="Only ids below this (next_before)")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=audit.MAX_LIST)] = 100,
+    ) -> AuditPage:
+        def page() -> list[audit.AuditRecord]:
+            with gateway.db.read() as session:
+                # One more than asked: whether there is an older page.
+                return audit.list_events(
+                    session, since=since, event=event, before=before, limit=limit + 1
+                )
+
+        rows = await off_loop(page)
+        shown = rows[:limit]
+        more = len(rows) > limit
+        return AuditPage(
+            events=[AuditEventOut.of(row) for row in shown],
+            next_before=shown[-1].id if more else None,
+        )
 
     return router

@@ -15,6 +15,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -22,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from forgeline.audit import AuditError, AuditRecord, parse_since
+from forgeline.audit.log import SINCE_PATTERN
 from forgeline.billing.invoices import Invoice
 from forgeline.billing.keys import ACTIONS, MAX_KEY_LIFETIME, KeyInfo, utcnow
 from forgeline.billing.usage import MONTH_PATTERN, month_problem
@@ -43,6 +46,28 @@ Month = Annotated[
     WithJsonSchema({"type": "string", "pattern": MONTH_PATTERN, "examples": ["2026-11"]}),
 ]
 """A billing month, YYYY-MM; a bad one is refused saying so."""
+
+
+def _since(value: Any) -> datetime:
+    try:
+        return parse_since(str(value))
+    except AuditError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Since = Annotated[
+    datetime,
+    BeforeValidator(_since),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SINCE_PATTERN,
+            "description": "YYYY-MM-DD, or a time after it; UTC unless it has an offset",
+            "examples": ["2026-11-05", "2026-11-05T10:30:00Z"],
+        }
+    ),
+]
+"""A date or time from which on to list (a naive UTC datetime once validated)."""
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
@@ -179,3 +204,30 @@ def _invoices_schema() -> dict[str, Any]:
 
 
 INVOICES_SCHEMA = _invoices_schema()
+
+
+class AuditEventOut(BaseModel):
+    """A row of the audit log, with what ``forgeline audit verify`` checks it by."""
+
+    id: int
+    time: AwareDatetime
+    event: str
+    actor: str = Field(description="cli, admin-key:<id>, key:<id> (refused) or anonymous")
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, row: AuditRecord) -> AuditEventOut:
+        fields = dataclasses.asdict(row)
+        fields["time"] = _utc(row.time)
+        fields["details"] = row.details_dict()
+        return cls(**fields)
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    next_before: int | None = Field(
+        description="Pass as `before` for the next, older page; null on the last page."
+    )

@@ -9,30 +9,43 @@ Failed authentications are throttled per client address (IPv6 by /64 network), s
 keys (each well-formed guess costs a database lookup) is limited to a trickle. A throttled
 address is refused only keys this server has not seen exist: valid keys behind a shared address
 (a proxy, a NAT) keep working.
+
+Requests the admin API refuses (401, 403) are written to the audit log
+(:meth:`Gateway.audit_admin_refusal`), under two throttles so that a flood of them cannot become
+a flood of database writes: the failed-auth throttle above (a throttled address gets its 429
+before anything is written), and a bucket shared by all addresses (:data:`AUDITED_REFUSALS`),
+beyond which refusals are only counted, in the next row written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import time
 
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
 
-from forgeline.billing.auth import Authenticator
+from forgeline import audit
+from forgeline.audit import ANONYMOUS_ACTOR, AuditEvent, key_actor
+from forgeline.billing.auth import Authenticator, presented_key_id
 from forgeline.billing.keys import AuthError, KeyStore, Principal
 from forgeline.billing.ledger import UsageLedger
 from forgeline.billing.ratelimit import RateLimiter, RateLimiterUnavailable, rate_limiter
 from forgeline.config.service import BillingConfig, FailedAuthLimit, PlanConfig
 from forgeline.db import Database
-from forgeline.serve.errors import ApiError, unavailable
+from forgeline.serve.errors import ApiError, request_id, unavailable
 from forgeline.serve.metering import MeteredCall
 
 ADMIN_RATE = PlanConfig(requests_per_second=20, burst=40)
 """Admin keys are rate-limited too: a leaked admin key must not become a free flood."""
+AUDITED_REFUSALS = PlanConfig(requests_per_second=1, burst=30)
+"""Refused admin requests written to the audit log, at most, from all addresses together (per
+server, or per Redis shared by servers); more are counted in the next row written."""
 _MAX_BLOCKED_ADDRESSES = 100_000
+log = logging.getLogger("forgeline.serve")
 
 
 class Gateway:
@@ -61,6 +74,7 @@ class Gateway:
         # before any lookup, so a blocked address costs neither the database nor Redis.
         self._blocked: dict[str, float] = {}
         self._prune_blocked_at = _MAX_BLOCKED_ADDRESSES
+        self._unrecorded_refusals = 0
 
     def start(self) -> None:
         self.ledger.start()
@@ -137,6 +151,39 @@ class Gateway:
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
         return principal
+
+    async def audit_admin_refusal(self, request: Request, error: ApiError) -> None:
+        """Write a refused admin request to the audit log: the id of the key sent (if it was a
+        Forgeline key; never its secret), the route (its template, not the path sent) and the
+        reason. A failure to write is logged; the client still gets its 401 or 403."""
+        limit = AUDITED_REFUSALS
+        if await self._acquire(
+            request, "audit:admin-refusals", limit.requests_per_second, limit.bucket_size
+        ):
+            self._unrecorded_refusals += 1
+            return
+        unrecorded, self._unrecorded_refusals = self._unrecorded_refusals, 0
+        key_id = presented_key_id(request.headers.get("authorization"))
+        actor = key_actor(key_id) if key_id is not None else ANONYMOUS_ACTOR
+        route = getattr(request.scope.get("route"), "path", "/admin/v1")
+        details: dict[str, audit.DetailValue] = {"reason": error.code, "status": error.status}
+        if unrecorded:
+            details["unrecorded_before"] = unrecorded
+        subject = f"{request.method} {route}"[:128]
+        try:
+            await asyncio.to_thread(self._record_refusal, actor, subject, details)
+        except SQLAlchemyError as exc:
+            log.error(
+                "request %s: the audit log did not take a refused admin request: %s",
+                request_id(request),
+                exc,
+            )
+
+    def _record_refusal(
+        self, actor: str, subject: str, details: dict[str, audit.DetailValue]
+    ) -> None:
+        with self.db.write() as session:
+            audit.record(session, AuditEvent.ADMIN_AUTH_FAILED, actor, subject, details)
 
     async def _acquire(self, request: Request, bucket: str, rate: float, burst: int) -> float:
         """Take a token from ``bucket``: 0 when allowed, else seconds until one is free."""

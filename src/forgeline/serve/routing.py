@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request, Response
@@ -29,9 +29,13 @@ if TYPE_CHECKING:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def api_route(gateway: Gateway | None) -> type[APIRoute]:
+def api_route(
+    gateway: Gateway | None,
+    refused: Callable[[Request, ApiError], Awaitable[None]] | None = None,
+) -> type[APIRoute]:
     """A route class that admits the caller's key (when ``gateway`` is given) and checks the
-    body's text before the route runs."""
+    body's text before the route runs; ``refused`` is told of each request whose key is
+    refused (401, 403), before it is answered."""
 
     class ApiRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -39,7 +43,12 @@ def api_route(gateway: Gateway | None) -> type[APIRoute]:
 
             async def guarded(request: Request) -> Response:
                 if gateway is not None:
-                    request.state.principal = await gateway.admit_key(request)
+                    try:
+                        request.state.principal = await gateway.admit_key(request)
+                    except ApiError as exc:
+                        if refused is not None and exc.status in (401, 403):
+                            await refused(request, exc)
+                        raise
                 await _refuse_invalid_unicode(request)
                 return await handler(request)
 
