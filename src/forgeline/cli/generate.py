@@ -22,7 +22,7 @@ from forgeline.cli.output import console, err_console
 from forgeline.config.load import load_project
 from forgeline.errors import InputError
 from forgeline.tasks.base import ChatMessage, Generator
-from forgeline.tasks.chat.request import Finished, GenerationRequest, TextChunk
+from forgeline.tasks.generation import Finished, GenerationRequest, TextChunk
 
 HELP = (
     "/reset forgets the conversation, /system TEXT sets the system prompt, /exit (or Ctrl-D) quits"

@@ -23,7 +23,7 @@ from forgeline.serve.openai_schemas import (
 )
 from forgeline.tasks.base import Generator
 from forgeline.tasks.chat.prompting import json_grammar
-from forgeline.tasks.chat.request import Finished, GenerationEvent, GenerationRequest, TextChunk
+from forgeline.tasks.generation import Finished, GenerationEvent, GenerationRequest, TextChunk
 
 GenerationBody = ChatCompletionRequest | CompletionRequest
 

@@ -48,7 +48,7 @@ from forgeline.serve.openai_schemas import (
 from forgeline.serve.predict import ServedModels
 from forgeline.serve.routing import api_route
 from forgeline.tasks.base import Generator, PreparedChat
-from forgeline.tasks.chat.request import (
+from forgeline.tasks.generation import (
     ContextLengthExceeded,
     EngineClosed,
     EngineOverloaded,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from forgeline.config.chat import MAX_STOPS
 from forgeline.serve.errors import ApiError
 from forgeline.tasks.base import ChatMessage
-from forgeline.tasks.chat.request import MAX_SEED
+from forgeline.tasks.generation import MAX_SEED
 
 MAX_CHOICES = 8
 MAX_MESSAGES = 256

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from forgeline.tasks.base import ChatMessage, Generator
-from forgeline.tasks.chat.request import Finished, GenerationRequest, TextChunk
+from forgeline.tasks.generation import Finished, GenerationRequest, TextChunk
 
 
 def greedy_replies(model: Generator, prompts: list[list[ChatMessage]]) -> list[str]:

@@ -14,7 +14,7 @@ from forgeline.errors import InputError
 from forgeline.tasks.base import ChatMessage
 from forgeline.tasks.chat.engine import GenerationEngine, RequestStats
 from forgeline.tasks.chat.prompting import json_grammar
-from forgeline.tasks.chat.request import (
+from forgeline.tasks.generation import (
     ContextLengthExceeded,
     EngineClosed,
     EngineOverloaded,

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from forgeline.tasks.chat._native import NativeContext, NativeModel
-from forgeline.tasks.chat.request import Finished, FinishReason, TextChunk
 from forgeline.tasks.chat.stops import StopMatcher, Utf8Stream
 from forgeline.tasks.chat.stream import Delivery, Job
+from forgeline.tasks.generation import Finished, FinishReason, TextChunk
 
 
 @dataclass(eq=False)

@@ -35,7 +35,8 @@ from forgeline.tasks.chat._native import (
 )
 from forgeline.tasks.chat.batcher import Batcher, common_prefix_length
 from forgeline.tasks.chat.prompting import ChatTemplate
-from forgeline.tasks.chat.request import (
+from forgeline.tasks.chat.stream import GenerationStream, Job, deliver
+from forgeline.tasks.generation import (
     ContextLengthExceeded,
     EngineClosed,
     EngineOverloaded,
@@ -43,7 +44,6 @@ from forgeline.tasks.chat.request import (
     FinishReason,
     GenerationRequest,
 )
-from forgeline.tasks.chat.stream import GenerationStream, Job, deliver
 
 logger = logging.getLogger(__name__)
 

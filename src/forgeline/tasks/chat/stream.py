@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from forgeline.tasks.chat._native import SamplerChain
-from forgeline.tasks.chat.request import Finished, GenerationEvent
+from forgeline.tasks.generation import Finished, GenerationEvent
 
 Delivery = tuple["Job", GenerationEvent | BaseException]
 """An event (or the error that ends the stream) for one job's consumer."""
