@@ -18,10 +18,12 @@ Exits 1 unless short questions embed at >= 2x the baseline's rate and the server
 latency is under 20 ms.
 
     python benchmarks/kb_bench.py
+    python benchmarks/kb_bench.py --project /tmp/kb   # keep the trained base there; reuse it next time
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -113,14 +115,24 @@ def main() -> int:
     from forgeline.registry import ModelRegistry
     from forgeline.tasks.knowledge_qa import KnowledgeQA
 
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--project", type=Path, help="where to build the base (reused if built)")
+    kept = parser.parse_args().project
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp)
-        short, replies = knowledge_base(project)
+        project = kept or Path(tmp)
+        reused = (project / "models").is_dir()
+        if reused:
+            replies = [json.loads(line)["response"] for line in BITEXT.read_text().splitlines()]
+            short = [text for text, _ in json.loads(CLINC.read_text())["test"]][:SHORT_TEXTS]
+        else:
+            short, replies = knowledge_base(project)
         started = time.perf_counter()
-        forgeline("train", cwd=project)
+        if not reused:
+            forgeline("train", cwd=project)
         trained_s = time.perf_counter() - started
         started = time.perf_counter()
-        forgeline("compress", cwd=project)
+        if not reused:
+            forgeline("compress", cwd=project)
         compress_s = time.perf_counter() - started
         loaded = ModelRegistry(project / "models").load("kb").model
         assert isinstance(loaded, KnowledgeQA) and loaded.settings.runtime == "onnx"
@@ -177,7 +189,8 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=30)
 
-    print(f"\n{len(entries)} entries; train {trained_s:.0f} s, compress {compress_s:.0f} s")
+    built = "reused" if reused else f"train {trained_s:.0f} s, compress {compress_s:.0f} s"
+    print(f"\n{len(entries)} entries; {built}")
     print(f"{'':34}{'baseline':>10}{'forgeline':>11}{'ratio':>8}")
     for name, label in (("short", "short questions / s"), ("passages", "256-token passages / s")):
         base, ours = speeds[name]
