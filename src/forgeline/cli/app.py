@@ -34,6 +34,7 @@ from forgeline.cli.output import (
     notify,
     warn,
 )
+from forgeline.cli.privacy import redact, unredact
 from forgeline.config import PROJECT_CONFIG
 from forgeline.config.load import PROJECT_FILE, load_project
 from forgeline.config.sections import is_name
@@ -77,6 +78,8 @@ app.add_typer(audit_app, name="audit")
 app.command()(usage)
 app.command()(chat)
 app.command()(generate)
+app.command()(redact)
+app.command()(unredact)
 
 
 TEMPLATES = tuple(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from forgeline.config.privacy import PrivacyConfig
 from forgeline.config.sections import NAME_PATTERN, Section
 from forgeline.config.service import BillingConfig, DatabaseConfig, RedisConfig, ServeConfig
 
@@ -29,6 +30,7 @@ class ProjectBase(Section):
     billing: BillingConfig = BillingConfig()
     database: DatabaseConfig = DatabaseConfig()
     redis: RedisConfig = RedisConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     fairness_max_difference: float = Field(
         0.1,
         ge=0,
