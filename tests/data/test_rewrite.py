@@ -93,10 +93,10 @@ def test_errors_name_file_row_and_column_and_leave_no_output(tmp_path: Path) -> 
 
 def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
-    source.write_text('{"body": "a"}\n\n{"body": 5}\n', encoding="utf-8")
+    source.write_text('{"body": "a"}\n\n{"body": 4111111111111111}\n', encoding="utf-8")
     with pytest.raises(
-        DataError, match=r"in\.jsonl, line 3, column 'body': expected text, found int 5"
-    ):
+        DataError, match=r"in\.jsonl, line 3, column 'body': expected text, found int$"
+    ):  # the type only: the value itself may be personal data
         rewrite_columns(source, tmp_path / "out.jsonl", ["body"], shout)
     with pytest.raises(DataError, match=r"in\.jsonl: no record has column 'text'"):
         rewrite_columns(source, tmp_path / "out.jsonl", ["text"], shout)

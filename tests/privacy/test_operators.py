@@ -53,7 +53,7 @@ def test_replace_names_the_type(detector: PiiDetector) -> None:
 
 def test_pseudonyms_are_stable_keyed_and_irreversible(detector: PiiDetector) -> None:
     first = redacted(detector, "pseudonymize", [TEXT])[0]
-    tokens = re.findall(r"<(PHONE_NUMBER|CREDIT_CARD)_([0-9a-f]{8})>", first)
+    tokens = re.findall(r"<(PHONE_NUMBER|CREDIT_CARD)_([0-9a-f]{16})>", first)
     assert [kind for kind, _ in tokens] == ["PHONE_NUMBER", "CREDIT_CARD"]
     # Same value, same token: in another call, another redactor, another text, and written
     # with other separators.
@@ -149,3 +149,16 @@ def test_unredacting_does_not_import_presidio() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_only_grouped_numbers_lose_their_separators_in_pseudonyms() -> None:
+    from forgeline.privacy.tokens import pseudonym
+
+    key = b"k" * 32
+    assert pseudonym("4111 1111 1111 1111", "CREDIT_CARD", key) == pseudonym(
+        "4111-1111-1111-1111", "CREDIT_CARD", key
+    )
+    assert pseudonym("10.0.0.1", "IP_ADDRESS", key) != pseudonym("100.0.1", "IP_ADDRESS", key)
+    assert pseudonym("john.smith1@corp.com", "EMAIL_ADDRESS", key) != pseudonym(
+        "johnsmith1@corp.com", "EMAIL_ADDRESS", key
+    )

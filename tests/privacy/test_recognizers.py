@@ -162,3 +162,26 @@ def test_noisy_recognizers_run_only_when_their_entity_is_listed(detector: PiiDet
         PrivacyConfig(entities=["US_DRIVER_LICENSE"], entity_thresholds={"US_DRIVER_LICENSE": 0.2})
     )
     assert found(asked, text) == [("US_DRIVER_LICENSE", "F162823540116")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Qty 2 4111 1111 1111 1111", ("CREDIT_CARD", "4111 1111 1111 1111")),
+        ("2024-01-05 10:22 4111 1111 1111 1111", ("CREDIT_CARD", "4111 1111 1111 1111")),
+        ("No. 3 " + RESIDENT_ID, ("CN_RESIDENT_ID", RESIDENT_ID)),
+        ("年龄 28 13812345678", ("PHONE_NUMBER", "13812345678")),
+        ("2024-01-05 13812345678", ("PHONE_NUMBER", "13812345678")),
+    ],
+)
+def test_numbers_after_other_digits_are_found(
+    detector: PiiDetector, text: str, expected: tuple[str, str]
+) -> None:
+    # The longer run from the first digit fails its checksum; the number in it must not.
+    assert expected in found(detector, text)
+
+
+def test_an_email_ending_a_sentence_is_found_without_its_full_stop(detector: PiiDetector) -> None:
+    assert found(detector, "Write to a.b@mail.example.com.") == [
+        ("EMAIL_ADDRESS", "a.b@mail.example.com")
+    ]

@@ -118,11 +118,17 @@ def promote(project: Project, version: str) -> str:
         registry.set_latest(name, chosen)
         return chosen
     previous = registry.latest(name)
-    with db.write() as session:
-        registry.set_latest(name, chosen)
-        details = {"model": name, "version": chosen, "previous": previous}
-        audit.record(session, AuditEvent.MODEL_PROMOTED, CLI_ACTOR, f"model:{name}", details)
-    db.dispose()
+    try:
+        with db.write() as session:
+            details = {"model": name, "version": chosen, "previous": previous}
+            audit.record(session, AuditEvent.MODEL_PROMOTED, CLI_ACTOR, f"model:{name}", details)
+            registry.set_latest(name, chosen)  # last: only the commit can fail after it
+    except BaseException:
+        if previous is not None and registry.latest(name) == chosen:
+            registry.set_latest(name, previous)  # the commit failed: no unrecorded promotion
+        raise
+    finally:
+        db.dispose()
     return chosen
 
 

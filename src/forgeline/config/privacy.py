@@ -104,7 +104,7 @@ class PrivacyConfig(Section):
     operator: OperatorName = Field(
         "replace",
         description="How found entities are replaced: mask (****1111), replace (<PERSON>), "
-        "pseudonymize (<PERSON_7f3a9c01>, the same for the same value, keyed) or encrypt "
+        "pseudonymize (<PERSON_7f3a9c01d2e84b56>, the same for the same value, keyed) or encrypt "
         "(<PERSON:...>, reversible with `forgeline unredact` and the key).",
     )
     key_env: str = Field(

@@ -46,7 +46,8 @@ def _apply(transform: ColumnTransform, values: list[Any], where: Callable[[int],
     for index, value in enumerate(values):
         if value is not None and not isinstance(value, str):
             raise DataError(
-                f"{where(index)}: expected text, found {type(value).__name__} {value!r}"
+                # The type only: the cell may itself hold personal data.
+                f"{where(index)}: expected text, found {type(value).__name__}"
             )
     positions = [index for index, value in enumerate(values) if value]
     try:

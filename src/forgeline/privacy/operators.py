@@ -8,7 +8,7 @@ own registered with it.
 - ``mask``: letters and digits become ``*`` (the last few kept for the entities configured,
   at most half of them), spaces and punctuation stay: ``**** **** **** 1111``.
 - ``replace``: the entity's type, ``<PERSON>`` (Presidio's own operator).
-- ``pseudonymize``: ``<PERSON_7f3a9c01>``, the same for the same value (see :mod:`.tokens`).
+- ``pseudonymize``: ``<PERSON_7f3a9c01d2e84b56>``, the same for the same value (see :mod:`.tokens`).
 - ``encrypt``: ``<PERSON:...>``, which :func:`forgeline.privacy.tokens.unredact` restores.
 """
 

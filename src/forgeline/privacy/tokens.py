@@ -1,11 +1,11 @@
 """The tokens that stand for personal data: keyed pseudonyms and encrypted values, and
 decrypting the latter back (``forgeline unredact``).
 
-- A pseudonym, ``<PERSON_7f3a9c01>``, is the first 32 bits of an HMAC-SHA256 under the
+- A pseudonym, ``<PERSON_7f3a9c01d2e84b56>``, is the first 64 bits of an HMAC-SHA256 under the
   project's key of the type and the value. The value is compared in a canonical form (NFKC,
-  case-folded; spaces, dashes, dots and brackets dropped from values with digits), so
-  ``4111 1111 1111 1111`` and ``4111-1111-1111-1111`` get the same token. Irreversible; with
-  32 bits, two values of one type share a token once in about 65,000 values.
+  case-folded; for numbers written in groups, such as cards and phones, spaces, dashes, dots
+  and brackets dropped), so ``4111 1111 1111 1111`` and ``4111-1111-1111-1111`` get the same
+  token, while ``10.0.0.1`` and ``100.0.1`` do not. Irreversible without the key.
 - An encrypted value, ``<PERSON:base64url(nonce + AES-256-GCM ciphertext and tag)>``, binds
   its type in as associated data, so a token whose type was edited fails to decrypt like one
   made with another key.
@@ -40,16 +40,27 @@ class TokenError(ForgelineError):
     """An encrypted token that cannot be decrypted (another key, or altered)."""
 
 
-def _canonical(value: str) -> str:
+GROUPED_NUMBERS = frozenset(
+    {"PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "CN_RESIDENT_ID", "US_BANK_NUMBER"}
+)
+"""Types whose values are one number however they are grouped (``4111 1111`` is
+``4111-1111``); in others (an IP address, a date, an email) a dot or dash is part of the value."""
+PSEUDONYM_HEX = 16
+"""64 bits of the HMAC: a pseudonym must name one value; with 32, two of 77,000 different
+values of one type already share a pseudonym with even odds."""
+
+
+def _canonical(value: str, entity_type: str) -> str:
     text = unicodedata.normalize("NFKC", value).casefold()
-    if any(c.isdigit() for c in text):
+    if entity_type in GROUPED_NUMBERS:
         return re.sub(r"[\s\-.()]+", "", text)
     return " ".join(text.split())
 
 
 def pseudonym(value: str, entity_type: str, key: bytes) -> str:
-    message = f"{entity_type}\x00{_canonical(value)}".encode()
-    return f"<{entity_type}_{hmac.new(key, message, hashlib.sha256).hexdigest()[:8]}>"
+    message = f"{entity_type}\x00{_canonical(value, entity_type)}".encode()
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+    return f"<{entity_type}_{digest}>"
 
 
 def _b64(data: bytes) -> str:
