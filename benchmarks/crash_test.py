@@ -230,7 +230,8 @@ def records(url: str) -> tuple[dict[str, tuple[int, int]], list[str], int]:
 def run_streams(database: str, requests: int, concurrency: int) -> bool:
     lease = 3  # seconds: a killed server's streams are billed soon after the restart
     with tempfile.TemporaryDirectory() as tmp, disposable_database(database, Path(tmp)) as url:
-        project = trained_example(Path(tmp), template="chat")
+        # The base model as it is: this checks billing, not fine-tuning (minutes less).
+        project = trained_example(Path(tmp), template="chat", fine_tune=False)
         config = project / "forgeline.yaml"
         text_config = config.read_text().replace(
             "requests_per_second: 20", "requests_per_second: 5000"

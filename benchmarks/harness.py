@@ -58,10 +58,25 @@ def forgeline(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def trained_example(work: Path, template: str = "tabular-classification") -> Path:
-    """A project made by `forgeline init` from a bundled template, trained."""
+def trained_example(
+    work: Path, template: str = "tabular-classification", *, fine_tune: bool = True
+) -> Path:
+    """A project made by `forgeline init` from a bundled template, trained. Without
+    ``fine_tune`` the template's ``training:`` section is dropped first: a chat project then
+    registers its base model as it is (minutes less, for checks that only need a served model)."""
     forgeline("init", "bench", "--template", template, cwd=work)
     project = work / "bench"
+    if not fine_tune:
+        config = project / "forgeline.yaml"
+        kept, skipping = [], False
+        for line in config.read_text().splitlines(keepends=True):
+            if line.startswith("training:"):
+                skipping = True
+            elif skipping and line.strip() and not line.startswith((" ", "#")):
+                skipping = False
+            if not skipping:
+                kept.append(line)
+        config.write_text("".join(kept))
     forgeline("train", cwd=project)
     return project
 
