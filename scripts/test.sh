@@ -7,4 +7,4 @@ export HF_HUB_OFFLINE=1
 .venv/bin/ruff check src tests benchmarks scripts examples
 .venv/bin/ruff format --check src tests benchmarks scripts examples
 .venv/bin/mypy
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=25 "$@"
