@@ -14,6 +14,7 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -83,13 +84,30 @@ def _check_suffix(path: Path) -> str:
     return suffix
 
 
+def reading_codec(encoding: str) -> str:
+    """The codec to read a file said to be in ``encoding`` with: utf-8-sig for UTF-8, which
+    reads it with or without the byte-order mark some editors write first."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def jsonl_record(name: str, number: int, line: str) -> dict[str, Any]:
+    """Line ``number`` of the JSON Lines file ``name``: one JSON object, or an error naming it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(record, dict):
+        raise DataError(f"{name}, line {number}: expected a JSON object")
+    return record
+
+
 def decoded_text(path: Path, encoding: str) -> str:
     """The file's text; an error names the line of the first byte that is not ``encoding``."""
     data = path.read_bytes()
-    # utf-8-sig reads UTF-8 with or without the byte-order mark some editors write first.
-    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
-        return data.decode(codec)
+        return data.decode(reading_codec(encoding))
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(
@@ -138,18 +156,8 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     # Split on newlines only: str.splitlines() would also split inside JSON strings at
     # characters such as U+2028, which JSON allows unescaped.
     for number, line in enumerate(decoded_text(path, encoding).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{display_path(path)}, line {number}: not valid JSON ({exc.msg} at column "
-                f"{exc.colno})"
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(f"{display_path(path)}, line {number}: expected a JSON object")
-        records.append(record)
+        if line.strip():
+            records.append(jsonl_record(display_path(path), number, line))
     return pd.DataFrame.from_records(records)
 
 

@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from forgeline.data.io import SUPPORTED_SUFFIXES, detect_delimiter, display_path
+from forgeline.data.io import (
+    SUPPORTED_SUFFIXES,
+    detect_delimiter,
+    display_path,
+    jsonl_record,
+    reading_codec,
+)
 from forgeline.errors import DataError
 
 ColumnTransform = Callable[[list[str]], list[str]]
@@ -78,11 +84,6 @@ def _line_count(path: Path) -> int:
     return count
 
 
-def _codec(encoding: str) -> str:
-    # utf-8-sig reads UTF-8 with or without the byte-order mark some editors write first.
-    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-
-
 def _csv_chunks(
     source: Path,
     target: Path,
@@ -93,11 +94,11 @@ def _csv_chunks(
 ) -> Iterator[int]:
     name = display_path(source)
     with source.open("rb") as head:
-        sample = head.read(_SAMPLE_BYTES).decode(_codec(encoding), errors="replace")
+        sample = head.read(_SAMPLE_BYTES).decode(reading_codec(encoding), errors="replace")
     delimiter = detect_delimiter(sample)
     row = 0
     with (
-        source.open(encoding=_codec(encoding), newline="") as handle,
+        source.open(encoding=reading_codec(encoding), newline="") as handle,
         target.open("w", encoding="utf-8", newline="") as out,
     ):
         reader = pd.read_csv(
@@ -151,22 +152,14 @@ def _jsonl_chunks(
         out.writelines(json.dumps(record, ensure_ascii=False) + "\n" for _, record in batch)
 
     with (
-        source.open(encoding=_codec(encoding)) as handle,
+        source.open(encoding=reading_codec(encoding)) as handle,
         target.open("w", encoding="utf-8") as out,
     ):
         batch: list[tuple[int, dict[str, Any]]] = []
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            if not isinstance(record, dict):
-                raise DataError(f"{name}, line {number}: expected a JSON object")
-            batch.append((number, record))
+            batch.append((number, jsonl_record(name, number, line)))
             if len(batch) == chunk_rows:
                 flush(batch, out)
                 yield len(batch)
