@@ -28,7 +28,7 @@ def length_groups(lengths: Sequence[int]) -> list[range]:
     """Cut ascending ``lengths`` into consecutive runs with the least padded tokens plus
     :data:`RUN_OVERHEAD_TOKENS` a run (a run pads to its last, longest, text)."""
     count = len(lengths)
-    cost = [0] + [0] * count
+    cost = [0] * (count + 1)
     start_of = [0] * (count + 1)
     for end in range(1, count + 1):
         longest = lengths[end - 1]

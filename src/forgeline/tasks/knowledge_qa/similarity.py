@@ -29,7 +29,6 @@ class Similarities:
 
     def __init__(self, matrix: NDArray[np.float32]) -> None:
         rows, width = matrix.shape
-        self._width = width
         self._rows = rows
         weights = numpy_helper.from_array(np.ascontiguousarray(matrix.T, np.float32), "matrix")
         graph = helper.make_graph(
