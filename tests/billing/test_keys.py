@@ -136,7 +136,8 @@ def test_an_empty_scope_survives_rotation_unchanged(db: Database) -> None:
     assert (rotated.models, rotated.actions) == (["credit"], ["predict"])
     _, everything = store.create(tenant="acme")
     _, rotated = store.rotate(everything.id, timedelta(hours=1))
-    assert rotated.models == ["*"] and rotated.actions == ["explain", "generate", "predict"]
+    assert rotated.models == ["*"]
+    assert rotated.actions == ["explain", "generate", "predict", "redact"]
 
 
 def test_a_short_admin_key_is_refused(db: Database) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from forgeline.billing.keys import utcnow
 from forgeline.billing.ledger import UsageLedger
@@ -15,6 +15,7 @@ from forgeline.billing.records import (
     IDEMPOTENCY_RETENTION,
     Idempotency,
     IdempotencyConflict,
+    IdempotencyUnreadable,
     MeteringUnavailable,
     OverQuota,
     Recorded,
@@ -23,7 +24,8 @@ from forgeline.billing.records import (
     Usage,
 )
 from forgeline.db import Database
-from forgeline.db.tables import Tenant, UsageRecord
+from forgeline.db.tables import IdempotentResponse, Tenant, UsageRecord
+from forgeline.privacy.sealing import KeyRing
 
 NOW = utcnow().replace(microsecond=0)
 
@@ -56,12 +58,20 @@ def _ledger_rows(db: Database) -> list[UsageRecord]:
 
 
 def _run(db: Database, calls: Sequence[tuple[Usage, Idempotency | None]]) -> list[object]:
+    return _run_responses(db, [(u, i, _response(u).body) for u, i in calls])
+
+
+def _run_responses(
+    db: Database, calls: Sequence[tuple[Usage, Idempotency | None, bytes]]
+) -> list[object]:
+    """Record the calls at once, each with its response body: their outcomes or errors."""
     ledger = UsageLedger(db)
     ledger.start()
 
     async def main() -> list[object]:
         return await asyncio.gather(
-            *(ledger.record(u, _response(u), i) for u, i in calls), return_exceptions=True
+            *(ledger.record(u, StoredResponse(200, b, u.request_id), i) for u, i, b in calls),
+            return_exceptions=True,
         )
 
     try:
@@ -384,3 +394,72 @@ def test_expired_responses_are_deleted_in_short_transactions(
         )
     assert UsageLedger(db).forget_idempotency_before(NOW - IDEMPOTENCY_RETENTION) == 7
     assert _stored_count(db) == 1
+
+
+def _stored_bodies(db: Database) -> list[str]:
+    with db.read() as session:
+        return list(session.scalars(select(IdempotentResponse.body)))
+
+
+def test_stored_responses_are_sealed_and_replayed_in_the_clear(db: Database) -> None:
+    """What is kept for replay is encrypted at rest: the reply (an applicant's data, a model's
+    verdict on it) is not in the table, but a retry gets it back as it was."""
+    tenant = _tenant(db)
+    key = Idempotency("loan-17", "h")
+    usage = _usage(tenant)
+    body = b'{"name": "Maria Lopez", "decision": "decline"}'
+    _run_responses(db, [(usage, key, body)])
+    [stored] = _stored_bodies(db)
+    assert stored.startswith("fl1:") and "Maria" not in stored and "decline" not in stored
+    replayed = UsageLedger(db).replay(tenant, key)
+    assert replayed is not None and replayed.body == body
+    # A twin sent while the first is in the same batch or later is replayed the same way.
+    [outcome] = _run_responses(db, [(_usage(tenant), key, b"{}")])
+    assert isinstance(outcome, Replayed) and outcome.response.body == body
+
+
+def test_a_sealed_reply_does_not_open_in_another_row_or_under_other_keys(db: Database) -> None:
+    """A body copied into another tenant's row does not decrypt; nor does one sealed under a
+    key the server no longer has. Neither is replayed nor billed again: the retry is told."""
+    first, second = _tenant(db, "acme"), _tenant(db, "globex")
+    key = Idempotency("order-1", "h")
+    _run_responses(db, [(_usage(first), key, b'{"secret": 1}'), (_usage(second), key, b"{}")])
+    with db.write() as session:
+        sealed = session.scalar(
+            select(IdempotentResponse.body).where(IdempotentResponse.tenant_id == first)
+        )
+        session.execute(
+            update(IdempotentResponse)
+            .where(IdempotentResponse.tenant_id == second)
+            .values(body=sealed)
+        )
+    with pytest.raises(IdempotencyUnreadable, match="cannot be decrypted"):
+        UsageLedger(db).replay(second, key)
+    other_keys = Database(db.url, keys=KeyRing.from_secrets([("k9", "z" * 40)]))
+    with pytest.raises(IdempotencyUnreadable, match="'ephemeral', which is not among"):
+        UsageLedger(other_keys).replay(first, key)
+    [retried] = _run_responses(other_keys, [(_usage(first), key, b"{}")])
+    assert isinstance(retried, IdempotencyUnreadable)
+    assert len(_ledger_rows(db)) == 2
+    other_keys.dispose()
+
+
+def test_a_reply_stored_before_sealing_is_still_replayed(db: Database) -> None:
+    tenant = _tenant(db)
+    key = Idempotency("legacy", "h")
+    usage = _usage(tenant)
+    with db.write() as session:
+        session.add(
+            IdempotentResponse(
+                tenant_id=tenant,
+                idempotency_key=key.key,
+                key_id="k1",
+                request_hash=key.request_hash,
+                request_id=usage.request_id,
+                status=200,
+                body='{"old": true}',
+                created_at=NOW,
+            )
+        )
+    replayed = UsageLedger(db).replay(tenant, key)
+    assert replayed is not None and replayed.body == b'{"old": true}'

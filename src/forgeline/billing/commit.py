@@ -36,6 +36,7 @@ from forgeline.billing.records import (
 )
 from forgeline.db.tables import UsageCounter, UsageRecord, UsageReservation
 from forgeline.db.upsert import insert_ignoring_conflict
+from forgeline.privacy.sealing import KeyRing
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,16 @@ class BatchResult:
 
 
 def apply_batch(
-    connection: Connection, operations: list[Operation], known_counters: set[tuple[int, str]]
+    connection: Connection,
+    keys: KeyRing,
+    operations: list[Operation],
+    known_counters: set[tuple[int, str]],
 ) -> BatchResult:
-    """Write ``operations`` in the open transaction. ``known_counters`` are counter rows
-    committed earlier; the caller adds :attr:`BatchResult.counters` to them only once this
-    commits."""
+    """Write ``operations`` in the open transaction (stored responses sealed with ``keys``).
+    ``known_counters`` are counter rows committed earlier; the caller adds
+    :attr:`BatchResult.counters` to them only once this commits."""
     batch = _Batch(operations)
-    _idempotency_phase(connection, batch)
+    _idempotency_phase(connection, keys, batch)
     _reservation_phase(connection, batch)
     _counter_phase(connection, batch, known_counters)
     _record_phase(connection, batch)
@@ -123,7 +127,7 @@ def apply_batch(
     return BatchResult([batch.outcomes[i] for i in range(len(operations))], batch.counters)
 
 
-def _idempotency_phase(connection: Connection, batch: _Batch) -> None:
+def _idempotency_phase(connection: Connection, keys: KeyRing, batch: _Batch) -> None:
     keyed = [
         i
         for i, op in enumerate(batch.operations)
@@ -134,7 +138,7 @@ def _idempotency_phase(connection: Connection, batch: _Batch) -> None:
         op = batch.operations[i]
         assert not isinstance(op, Extend) and op.idempotency is not None
         if isinstance(op, Settle):
-            finish_claim(connection, op.usage, op.idempotency, op.response)
+            finish_claim(connection, keys, op.usage, op.idempotency, op.response)
             continue
         scope = _key_of(op)
         if scope in claimed_here:
@@ -142,7 +146,7 @@ def _idempotency_phase(connection: Connection, batch: _Batch) -> None:
             continue
         running = isinstance(op, Reserve)
         response = None if running else cast(Record, op).response
-        earlier = claim(connection, op.usage, op.idempotency, response)
+        earlier = claim(connection, keys, op.usage, op.idempotency, response)
         if earlier is None:
             claimed_here[scope] = i
         else:

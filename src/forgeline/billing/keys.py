@@ -30,7 +30,7 @@ from forgeline.db import Database
 from forgeline.db.tables import ApiKey, Tenant
 from forgeline.errors import ForgelineError
 
-ACTIONS = ("predict", "explain", "generate")
+ACTIONS = ("predict", "explain", "generate", "redact")
 ALL_MODELS = "*"
 """An admin key from the environment is a password that opens every tenant's keys and bills:
 it must be long enough that guessing it is hopeless (32 URL-safe characters: 190 bits)."""
@@ -122,7 +122,9 @@ class Principal:
                 "an admin key manages keys and billing; call /v1 with a tenant key",
             )
 
-    def check_allowed(self, model: str, action: str) -> None:
+    def check_allowed(self, model: str | None, action: str) -> None:
+        """403 unless the key may take ``action`` on ``model`` (None: an action on no model,
+        such as redacting text, which only the key's actions scope)."""
         self.require_tenant()
         if action not in self.actions:
             raise AuthError(
@@ -130,7 +132,7 @@ class Principal:
                 "action_not_allowed",
                 f"key {self.key_id} may not {action} (allowed: {', '.join(sorted(self.actions))})",
             )
-        if ALL_MODELS not in self.models and model not in self.models:
+        if model is not None and ALL_MODELS not in self.models and model not in self.models:
             raise AuthError(
                 403,
                 "model_not_allowed",

@@ -216,7 +216,7 @@ class UsageLedger:
     def replay(self, tenant_id: int, idempotency: Idempotency) -> StoredResponse | None:
         """The stored response to an earlier request with this key, if there is one."""
         with self.db.engine.connect() as connection:
-            return stored_response(connection, tenant_id, idempotency, utcnow())
+            return stored_response(connection, self.db.keys, tenant_id, idempotency, utcnow())
 
     def forget_idempotency_before(self, cutoff: datetime) -> int:
         """Delete stored responses made before ``cutoff``, in short transactions; how many."""
@@ -343,7 +343,7 @@ class UsageLedger:
 
     def _retry_settling(self, unsettled: list[Settle]) -> None:
         with self.db.write_connection() as connection, connection.begin():
-            apply_batch(connection, list(unsettled), self._counters)
+            apply_batch(connection, self.db.keys, list(unsettled), self._counters)
         with self._lock:
             for settle in unsettled:
                 self._unsettled.pop(settle.usage.request_id, None)
@@ -409,7 +409,7 @@ class UsageLedger:
             transaction = self._connection.begin()
             try:
                 operations = [item.operation for item in batch if item.operation is not None]
-                result = apply_batch(self._connection, operations, self._counters)
+                result = apply_batch(self._connection, self.db.keys, operations, self._counters)
                 with self._lock:  # the last moment a call may still be given up on
                     if any(item.state == "abandoned" for item in batch):
                         raise _Abandoned

@@ -102,5 +102,10 @@ class IdempotencyInProgress(Exception):
     """A request with this Idempotency-Key is still running; retry when it has ended."""
 
 
+class IdempotencyUnreadable(Exception):
+    """The answer stored for this Idempotency-Key does not decrypt (its data key is gone, or
+    the row was altered): it is neither replayed nor answered and billed again."""
+
+
 class MeteringUnavailable(Exception):
     """The ledger could not commit; the call must not be answered (it would go unbilled)."""

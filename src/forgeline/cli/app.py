@@ -301,6 +301,7 @@ def serve(
     from forgeline.registry import ModelRegistry
     from forgeline.serve import create_app
     from forgeline.serve.logs import logging_config
+    from forgeline.serve.privacy import ServerPrivacy
 
     project = load_project(config, check_files=False)
     registry = ModelRegistry(project.registry_dir)
@@ -327,7 +328,14 @@ def serve(
         + (", API keys required" if gateway else ", no API keys: serve.auth is off")
         + ")"
     )
-    app_ = create_app(registry, settings, gateway=gateway)
+    privacy = ServerPrivacy(
+        project.config.privacy,
+        project.registry_dir,
+        project.root,
+        redact=settings.redact,
+        max_queue=settings.batching.max_queue,
+    )
+    app_ = create_app(registry, settings, gateway=gateway, privacy=privacy)
     uvicorn.run(app_, host=bind_host, port=bind_port, log_level="info", log_config=logging_config())
 
 

@@ -12,8 +12,9 @@ import csv
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,24 +22,46 @@ from forgeline.cli.options import ConfigOption, VersionOption
 from forgeline.cli.output import console, err_console
 from forgeline.config.load import load_project
 from forgeline.errors import InputError
+from forgeline.privacy.placeholders import Placeholders, Restorer
 from forgeline.tasks.base import ChatMessage, Generator
 from forgeline.tasks.generation import Finished, GenerationRequest, TextChunk
+
+if TYPE_CHECKING:
+    from forgeline.privacy import PiiDetector
 
 HELP = (
     "/reset forgets the conversation, /system TEXT sets the system prompt, /exit (or Ctrl-D) quits"
 )
 
 
-def _model(config: Path | None, version: str) -> Generator:
+@dataclass(frozen=True)
+class _LocalModel:
+    generator: Generator
+    detector: PiiDetector | None
+    """Finds the personal data kept from the model (its version's privacy.redact_inputs)."""
+
+    def close(self) -> None:
+        self.generator.close()
+
+
+def _model(config: Path | None, version: str) -> _LocalModel:
+    from forgeline.config.privacy import PrivacyConfig
     from forgeline.registry import ModelRegistry
     from forgeline.tasks.base import generator
 
     project = load_project(config, check_files=False)
-    return generator(ModelRegistry(project.registry_dir).load(project.config.name, version).model)
+    loaded = ModelRegistry(project.registry_dir).load(project.config.name, version)
+    privacy = PrivacyConfig.model_validate(loaded.version.config().get("privacy") or {})
+    detector = None
+    if privacy.redact_inputs:
+        from forgeline.privacy import PiiDetector
+
+        detector = PiiDetector.from_config(privacy, project.registry_dir)
+    return _LocalModel(generator(loaded.model), detector)
 
 
 async def _reply(
-    model: Generator,
+    local: _LocalModel,
     messages: list[ChatMessage],
     on_text: Callable[[str], None],
     *,
@@ -47,7 +70,43 @@ async def _reply(
     seed: int | None = None,
 ) -> tuple[Finished, dict[str, str]]:
     """The model's reply to ``messages`` as it prepares them (a knowledge base searches
-    first: its reply may be the fallback, said without generating), and what it may cite."""
+    first: its reply may be the fallback, said without generating), and what it may cite.
+    A model that redacts its inputs sees placeholders; ``on_text`` gets the values back."""
+    restorer: Restorer | None = None
+    if local.detector is not None:
+        placeholders = Placeholders()
+        contents = placeholders.hide_texts(
+            [message["content"] for message in messages], local.detector.detect
+        )
+        messages = [
+            ChatMessage(role=message["role"], content=content)
+            for message, content in zip(messages, contents, strict=True)
+        ]
+        restorer = placeholders.restorer()
+    shown = on_text if restorer is None else _restoring(on_text, restorer)
+    try:
+        return await _generated(local.generator, messages, shown, max_tokens, temperature, seed)
+    finally:
+        if restorer is not None and (rest := restorer.flush()):
+            on_text(rest)
+
+
+def _restoring(on_text: Callable[[str], None], restorer: Restorer) -> Callable[[str], None]:
+    def show(text: str) -> None:
+        if restored := restorer.feed(text):
+            on_text(restored)
+
+    return show
+
+
+async def _generated(
+    model: Generator,
+    messages: list[ChatMessage],
+    on_text: Callable[[str], None],
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+) -> tuple[Finished, dict[str, str]]:
     prepared = model.prepare(messages)
     if prepared.reply is not None:
         on_text(prepared.reply)
@@ -99,7 +158,7 @@ def chat(
     import readline  # noqa: F401  (line editing and history for input())
 
     model = _model(config, version)
-    system = model.system_prompt
+    system = model.generator.system_prompt
     history: list[ChatMessage] = []
     err_console.print(f"[dim]{HELP}[/dim]")
     try:

@@ -118,6 +118,13 @@ class PrivacyConfig(Section):
         "environment variable is not set.",
     )
     mask: MaskConfig = MaskConfig()
+    redact_inputs: bool = Field(
+        False,
+        description="Chat models: the personal data found in a request's messages is replaced "
+        "by placeholders (<PERSON_1>) before the model sees it, and the placeholders in the "
+        "reply by the values again (streamed replies too). The mapping lives only inside the "
+        "request.",
+    )
 
     @field_validator("entities")
     @classmethod

@@ -4,6 +4,7 @@ keys and usage, and Redis."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -54,6 +55,13 @@ class ServeConfig(Section):
         default_factory=dict, description="Batching settings for particular models, by name."
     )
     failed_auth: FailedAuthLimit = FailedAuthLimit()
+    redact: bool = Field(
+        False,
+        description=(
+            "Offer POST /v1/redact: personal data found and replaced with this project's "
+            "privacy settings, one unit per text (keys need the 'redact' action)."
+        ),
+    )
     metrics: Literal["admin", "public"] = Field(
         "admin",
         description=(
@@ -199,6 +207,21 @@ class DatabaseConfig(Section):
         description=(
             "SQLite only. normal: a commit survives a crash or kill of the server process "
             "(SQLite's advice for WAL mode); full: also a power loss, at one fsync per commit."
+        ),
+    )
+    keys_env: str = Field(
+        "FORGELINE_DATA_KEYS",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description=(
+            "The environment variable holding the keys that encrypt stored replies (one "
+            "'ID SECRET' per line or comma; the first encrypts, all decrypt)."
+        ),
+    )
+    keys_file: Path = Field(
+        Path("forgeline.keys"),
+        description=(
+            "The key file read when keys_env is not set (relative to this file); made with a "
+            "fresh key when missing. Keep it out of version control and apart from backups."
         ),
     )
 

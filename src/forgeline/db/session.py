@@ -10,6 +10,7 @@ and then writes can fail with "database is locked" when another process writes i
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,9 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from forgeline.config.service import DatabaseConfig
 from forgeline.credentials import redact_url
 from forgeline.errors import ConfigError
+from forgeline.privacy.sealing import KeyRing, load_key_ring
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DATABASE_URL_ENV = "FORGELINE_DATABASE_URL"
+log = logging.getLogger("forgeline.db")
 
 
 def database_url(configured: str, root: Path) -> str:
@@ -47,8 +50,13 @@ def database_url(configured: str, root: Path) -> str:
 
 
 class Database:
-    def __init__(self, url: str, sqlite_synchronous: str = "normal") -> None:
+    def __init__(
+        self, url: str, sqlite_synchronous: str = "normal", keys: KeyRing | None = None
+    ) -> None:
+        """``keys`` encrypt what is stored of requests and replies (see
+        :mod:`forgeline.privacy.sealing`); by default a key that dies with the process."""
         self.url = url
+        self.keys = keys or KeyRing.ephemeral()
         backend = make_url(url).get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise ConfigError(f"database.url: use sqlite or postgresql, not '{backend}'")
@@ -72,8 +80,12 @@ class Database:
 
     @classmethod
     def open(cls, config: DatabaseConfig, root: Path) -> Database:
-        """The database a project uses, migrated to the newest schema."""
-        db = cls(database_url(config.url, root), config.sqlite_synchronous)
+        """The database a project uses, migrated to the newest schema, with its data keys."""
+        keys_file = config.keys_file if config.keys_file.is_absolute() else root / config.keys_file
+        keys, notice = load_key_ring(config.keys_env, keys_file)
+        if notice is not None:
+            log.warning(notice)
+        db = cls(database_url(config.url, root), config.sqlite_synchronous, keys)
         db.migrate()
         return db
 

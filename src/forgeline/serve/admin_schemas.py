@@ -116,7 +116,7 @@ class CreateKey(BaseModel):
         max_length=1000,
         description="Models the key may use; leave it out for all (an empty list is refused).",
     )
-    actions: list[Literal["predict", "explain", "generate"]] | None = Field(
+    actions: list[Literal["predict", "explain", "generate", "redact"]] | None = Field(
         None,
         min_length=1,
         description=f"Actions the key may take; leave it out for all ({', '.join(ACTIONS)}).",

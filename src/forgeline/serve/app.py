@@ -3,6 +3,7 @@
 * :mod:`~forgeline.serve.health`: ``/healthz``, ``/readyz``, ``/metrics``;
 * :mod:`~forgeline.serve.predict`: ``/v1/models``, predict and explain;
 * :mod:`~forgeline.serve.openai`: OpenAI's chat completions and completions;
+* :mod:`~forgeline.serve.redact`: ``/v1/redact`` (with ``serve.redact``);
 * :mod:`~forgeline.serve.admin`: keys, usage and invoices under ``/admin/v1`` (with auth on).
 
 Models load in a background thread (:class:`~forgeline.serve.store.ModelStore`). With a
@@ -21,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from forgeline import __version__
+from forgeline.config.privacy import PrivacyConfig
 from forgeline.config.service import ServeConfig
 from forgeline.registry import ModelRegistry
 from forgeline.serve.admin import admin_router
@@ -33,6 +35,8 @@ from forgeline.serve.metrics import ServerMetrics
 from forgeline.serve.openai import openai_router
 from forgeline.serve.openapi import generic_document, typed_document
 from forgeline.serve.predict import AUTH_RESPONSES, ServedModels, models_router
+from forgeline.serve.privacy import ServerPrivacy
+from forgeline.serve.redact import redact_router
 from forgeline.serve.request_id import RequestId
 from forgeline.serve.routing import api_route
 from forgeline.serve.store import ModelStore
@@ -43,14 +47,24 @@ def create_app(
     settings: ServeConfig,
     names: list[str] | None = None,
     gateway: Gateway | None = None,
+    privacy: ServerPrivacy | None = None,
 ) -> FastAPI:
-    """The app; ``gateway`` is required when ``settings.auth`` is on and unused otherwise."""
+    """The app; ``gateway`` is required when ``settings.auth`` is on and unused otherwise.
+    ``privacy``: the serving project's privacy settings, for /v1/redact (default: the
+    defaults, without the privacy key)."""
     if settings.auth and gateway is None:
         raise ValueError("serve.auth is on: create_app needs a Gateway")
     access = gateway if settings.auth else None
-    store = ModelStore(registry, names)
+    privacy = privacy or ServerPrivacy(
+        PrivacyConfig(),
+        registry.root,
+        registry.root,
+        redact=settings.redact,
+        max_queue=settings.batching.max_queue,
+    )
+    store = ModelStore(registry, names, then=[privacy.load])
     metrics = ServerMetrics()
-    served = ServedModels(store, settings, metrics)
+    served = ServedModels(store, settings, metrics, privacy)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +89,8 @@ def create_app(
     app.include_router(health_router(store, metrics, access, public_metrics))
     app.include_router(models_router(served, access))
     app.include_router(openai_router(served, access))
+    if privacy.offers_redact:
+        app.include_router(redact_router(served, access))
     app.include_router(_openapi_router(app, served, access))
     if access is not None:
         app.include_router(admin_router(access))

@@ -203,7 +203,7 @@ class Gateway:
         allows ``action`` there: 403 otherwise."""
         principal: Principal = request.state.principal
         try:
-            if model is not None and action is not None:
+            if action is not None:
                 principal.check_allowed(model, action)
             else:
                 principal.require_tenant()

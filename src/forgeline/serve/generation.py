@@ -2,7 +2,8 @@
 
 Shared by the plain and the streamed replies of :mod:`forgeline.serve.openai`: builds the
 engine requests from the body and the model's defaults (a ``response_format`` becomes a
-grammar), merges the choices' events, and counts what they used.
+grammar), merges the choices' events, and counts what they used. For a model that redacts
+its inputs, each choice's text has the request's placeholders restored as it comes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from forgeline.serve.errors import ApiError
 from forgeline.serve.openai_schemas import (
@@ -24,6 +25,9 @@ from forgeline.serve.openai_schemas import (
 from forgeline.tasks.base import Generator
 from forgeline.tasks.chat.prompting import json_grammar
 from forgeline.tasks.generation import Finished, GenerationEvent, GenerationRequest, TextChunk
+
+if TYPE_CHECKING:
+    from forgeline.privacy.placeholders import Placeholders, Restorer
 
 GenerationBody = ChatCompletionRequest | CompletionRequest
 
@@ -58,24 +62,33 @@ class Choice:
     index: int
     stream: EventStream
     parts: list[str] = field(default_factory=list)
+    """The text sent so far (restored)."""
     tokens: int = 0
     finished: Finished | None = None
+    restorer: Restorer | None = None
 
 
 class Generation:
     """The ``n`` choices of one request, run together on the engine."""
 
     def __init__(
-        self, model: Generator, body: GenerationBody, prompt: list[int], said: str | None = None
+        self,
+        model: Generator,
+        body: GenerationBody,
+        prompt: list[int],
+        said: str | None = None,
+        placeholders: Placeholders | None = None,
     ) -> None:
-        """``said``: the reply to give as it is instead of generating (``prompt`` then empty)."""
+        """``said``: the reply to give as it is instead of generating (``prompt`` then empty);
+        ``placeholders``: those the prompt has instead of personal data."""
         self.model = model
         self.prompt = prompt
+        self._placeholders = placeholders
         defaults = model.generation
         self.max_tokens = body.reply_limit or defaults.max_tokens
         self.choices: list[Choice] = []
         if said is not None:
-            self.choices.extend(Choice(index, _Said(said)) for index in range(body.n))
+            self.choices.extend(self._choice(index, _Said(said)) for index in range(body.n))
             return
         engine = model.engine()
         grammar = None
@@ -98,10 +111,22 @@ class Generation:
                     stop=body.stops or defaults.stop,
                     grammar=grammar,
                 )
-                self.choices.append(Choice(index, engine.submit(request)))
+                self.choices.append(self._choice(index, engine.submit(request)))
         except BaseException:
             self.cancel()
             raise
+
+    def _choice(self, index: int, stream: EventStream) -> Choice:
+        restorer = self._placeholders.restorer() if self._placeholders else None
+        return Choice(index, stream, restorer=restorer)
+
+    def text(self, choice: Choice) -> str:
+        """The choice's whole text: what was sent, and what was held back (the start of a
+        placeholder, perhaps) when it ended or was cut short."""
+        rest = choice.restorer.flush() if choice.restorer is not None else ""
+        if rest:
+            choice.parts.append(rest)
+        return "".join(choice.parts)
 
     @property
     def completion_tokens(self) -> int:
@@ -136,12 +161,20 @@ class Generation:
                     raise item
                 else:
                     choice, event = item
+                    choice.tokens = event.completion_tokens
+                    restorer = choice.restorer
                     if isinstance(event, TextChunk):
-                        choice.parts.append(event.text)
-                        choice.tokens = event.completion_tokens
-                    else:
-                        choice.tokens = event.completion_tokens
-                        choice.finished = event
+                        text = restorer.feed(event.text) if restorer else event.text
+                        if not text:
+                            continue  # held back: it may be the start of a placeholder
+                        choice.parts.append(text)
+                        yield choice, TextChunk(text, event.completion_tokens)
+                        continue
+                    rest = restorer.flush() if restorer else ""
+                    if rest:
+                        choice.parts.append(rest)
+                        yield choice, TextChunk(rest, event.completion_tokens)
+                    choice.finished = event
                     yield item
         finally:
             self.cancel()

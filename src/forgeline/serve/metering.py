@@ -30,6 +30,7 @@ from forgeline.billing.records import (
     Idempotency,
     IdempotencyConflict,
     IdempotencyInProgress,
+    IdempotencyUnreadable,
     MeteringUnavailable,
     Outcome,
     OverQuota,
@@ -210,6 +211,8 @@ class MeteredCall:
             raise ApiError(422, "idempotency_key_reused", str(exc)) from None
         except IdempotencyInProgress as exc:
             raise ApiError(409, "idempotency_key_in_use", str(exc), {"Retry-After": "1"}) from None
+        except IdempotencyUnreadable as exc:
+            raise ApiError(409, "idempotency_reply_unreadable", str(exc)) from None
         if isinstance(outcome, OverQuota):
             raise self.over_quota(outcome, units)
         return outcome

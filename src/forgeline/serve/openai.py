@@ -47,7 +47,7 @@ from forgeline.serve.openai_schemas import (
 )
 from forgeline.serve.predict import ServedModels
 from forgeline.serve.routing import api_route
-from forgeline.tasks.base import Generator, PreparedChat
+from forgeline.tasks.base import ChatMessage, Generator, PreparedChat
 from forgeline.tasks.generation import (
     ContextLengthExceeded,
     EngineClosed,
@@ -62,7 +62,10 @@ _RESPONSES: dict[int | str, dict[str, str]] = {
     402: {"description": "A hard-capped plan's quota is used up"},
     403: {"description": "The key may not generate with this model"},
     404: {"description": "No such chat model"},
-    409: {"description": "A request with this Idempotency-Key is still running"},
+    409: {
+        "description": "A request with this Idempotency-Key is still running, or its stored "
+        "answer cannot be decrypted"
+    },
     413: {"description": "Request body over max_body_bytes"},
     422: {"description": "The Idempotency-Key was used for another request"},
     429: {"description": "Over the plan's rate limit (Retry-After)"},
@@ -103,11 +106,13 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
         replayed = await call.replay(body)
         if replayed is not None:
             return _replayed_as_stream(replayed) if body.stream else replayed
-        prepared = await _prepared(model, body)
-        prompt = [] if prepared.reply is not None else _prompt(model, body, prepared)
+        # A model that redacts its inputs sees placeholders; the reply gets the values back.
+        texts, placeholders = await served.privacy.hide(body.model, _texts(body))
+        prepared = await _prepared(model, body, texts)
+        prompt = [] if prepared.reply is not None else _prompt(model, body, prepared, texts)
         meter = call.meter(body, units=prepared.units)
         try:
-            generation = Generation(model, body, prompt, said=prepared.reply)
+            generation = Generation(model, body, prompt, prepared.reply, placeholders)
         except ContextLengthExceeded as exc:
             raise ApiError(400, "context_length_exceeded", str(exc), param="messages") from None
         except InputError as exc:
@@ -132,9 +137,17 @@ def openai_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
     return router
 
 
-async def _prepared(model: Generator, body: GenerationBody) -> PreparedChat:
-    """The conversation as the model prepares it (off the event loop: a knowledge base embeds
-    the question to search); a raw prompt as it is, where the model continues raw prompts."""
+def _texts(body: GenerationBody) -> list[str]:
+    """What the client wrote: each message's content, or the prompt."""
+    if isinstance(body, ChatCompletionRequest):
+        return [message.as_chat()["content"] for message in body.messages]
+    return [body.prompt]
+
+
+async def _prepared(model: Generator, body: GenerationBody, texts: list[str]) -> PreparedChat:
+    """The conversation, its contents ``texts``, as the model prepares it (off the event loop:
+    a knowledge base embeds the question to search); a raw prompt as it is, where the model
+    continues raw prompts."""
     if not isinstance(body, ChatCompletionRequest):
         if not model.completes_prompts:
             raise ApiError(
@@ -145,17 +158,23 @@ async def _prepared(model: Generator, body: GenerationBody) -> PreparedChat:
             )
         return PreparedChat([])
     try:
-        return await asyncio.to_thread(model.prepare, [m.as_chat() for m in body.messages])
+        messages = [
+            ChatMessage(role=message.as_chat()["role"], content=text)
+            for message, text in zip(body.messages, texts, strict=True)
+        ]
+        return await asyncio.to_thread(model.prepare, messages)
     except InputError as exc:
         raise ApiError(400, "invalid_request", str(exc), param="messages") from None
 
 
-def _prompt(model: Generator, body: GenerationBody, prepared: PreparedChat) -> list[int]:
+def _prompt(
+    model: Generator, body: GenerationBody, prepared: PreparedChat, texts: list[str]
+) -> list[int]:
     engine = model.engine()
     try:
         if isinstance(body, ChatCompletionRequest):
             return engine.chat_prompt(prepared.messages)
-        return engine.tokenize(body.prompt)
+        return engine.tokenize(texts[0])
     except EngineClosed as exc:
         raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "1"}) from None
 
@@ -192,7 +211,7 @@ class _Reply:
                 choices=[
                     ChatChoice(
                         index=c.index,
-                        message=AssistantMessage(content="".join(c.parts)),
+                        message=AssistantMessage(content=generation.text(c)),
                         finish_reason=generation.finish_reason(c),
                     )
                     for c in generation.choices
@@ -207,7 +226,7 @@ class _Reply:
             choices=[
                 CompletionChoice(
                     index=c.index,
-                    text="".join(c.parts),
+                    text=generation.text(c),
                     finish_reason=generation.finish_reason(c),
                 )
                 for c in generation.choices

@@ -23,6 +23,7 @@ from forgeline.serve.errors import ApiError
 from forgeline.serve.gateway import Gateway
 from forgeline.serve.metering import Call, OpenCall
 from forgeline.serve.metrics import ServerMetrics
+from forgeline.serve.privacy import ServerPrivacy
 from forgeline.serve.routing import api_route
 from forgeline.serve.store import ModelStore
 from forgeline.tasks.base import Generator, Predictor, generator, predictor
@@ -87,6 +88,7 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The body is not valid JSON, or a bad Idempotency-Key"},
     402: {"description": "A hard-capped plan's monthly quota is used up"},
     404: {"description": "No such model"},
+    409: {"description": "The answer stored for this Idempotency-Key cannot be decrypted"},
     413: {"description": "Request body over max_body_bytes"},
     422: {"description": "Invalid inputs, or over max_inputs_per_request/max_input_chars"},
     503: {"description": "Not ready, overloaded, or metering unavailable (Retry-After)"},
@@ -96,10 +98,17 @@ CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
 class ServedModels:
     """The models of a :class:`ModelStore` as the routes see them, with a batcher each."""
 
-    def __init__(self, store: ModelStore, settings: ServeConfig, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        settings: ServeConfig,
+        metrics: ServerMetrics,
+        privacy: ServerPrivacy,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.privacy = privacy
         self._batchers: dict[str, Batcher] = {}
         self._lanes: dict[str, Lane] = {}
 

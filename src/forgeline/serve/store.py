@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable, Mapping, Sequence
 
 from forgeline.registry import LoadedModel, ModelRegistry
 from forgeline.tasks.base import generator
@@ -16,9 +17,17 @@ log = logging.getLogger("forgeline.serve")
 class ModelStore:
     """The loaded models, filled by :meth:`load_all` on a background thread at startup."""
 
-    def __init__(self, registry: ModelRegistry, names: list[str] | None) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        names: list[str] | None,
+        then: Sequence[Callable[[Mapping[str, LoadedModel]], None]] = (),
+    ) -> None:
+        """``then``: what else is to be loaded for the served models before the store is
+        ready (e.g. the detectors of models that redact their prompts)."""
         self.registry = registry
         self.names = names
+        self._then = then
         self.models: dict[str, LoadedModel] = {}
         self._loaded: dict[str, LoadedModel] = {}
         """Every model loaded: the served ones and the chat models they generate with."""
@@ -34,6 +43,8 @@ class ModelStore:
                     generator(loaded.model).engine()  # start it now, not on the first call
                 self.models[name] = loaded
                 log.info("loaded model %s %s", name, loaded.version.version)
+            for load in self._then:
+                load(self.models)
             # Models and libraries live as long as the process: moving them out of the garbage
             # collector's generations keeps each full collection from walking them, which
             # stalled every request in flight for about 300 ms under load (serve_bench.py).
