@@ -9,6 +9,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
+from forgeline.config.privacy import RedactedTexts
 from forgeline.config.project import ProjectBase, SplitConfig
 from forgeline.config.sections import Section
 from forgeline.config.training import TrainingConfig
@@ -53,7 +54,7 @@ class EngineConfig(Section):
     )
 
 
-class ChatDataConfig(Section):
+class ChatDataConfig(RedactedTexts):
     """Conversations as JSONL, one per line: ``{"messages": [{"role", "content"}, ...]}``,
     each ending with an assistant reply; or a table (CSV, JSONL, Parquet) of prompt and
     response columns, each row a one-turn conversation. ``forgeline train`` fine-tunes on the

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forgeline.config.data_files import DataFiles
 from forgeline.config.encoder import CompressConfig
+from forgeline.config.privacy import RedactedTexts
 from forgeline.config.project import ProjectBase
 from forgeline.config.sections import NAME_PATTERN, Section
 from forgeline.config.training import TrainingConfig
@@ -22,7 +23,7 @@ NO_ANSWER = "none"
 GROUNDED_INSTRUCTIONS = "You are a helpful customer support assistant."
 
 
-class KnowledgeDataConfig(DataFiles):
+class KnowledgeDataConfig(DataFiles, RedactedTexts):
     """The knowledge base (``entries`` and/or ``documents``) and labelled questions (``train``,
     split into validation and test when those are not given)."""
 

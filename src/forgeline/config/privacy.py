@@ -160,3 +160,14 @@ class PrivacyConfig(Section):
 
     def threshold(self, entity: str) -> float:
         return self.entity_thresholds.get(entity, self.score_threshold)
+
+
+class RedactedTexts(Section):
+    """A ``data:`` section whose texts can be redacted before training (``data.redact``)."""
+
+    redact: bool = Field(
+        False,
+        description="Replace the personal data found in the texts (the privacy section says "
+        "what is found and how: privacy.operator replace, mask or pseudonymize) before any "
+        "model sees them, in training, validation and test alike; the model card records it.",
+    )

@@ -19,12 +19,13 @@ from forgeline.config.data_files import TableFiles
 from forgeline.config.encoder import CompressConfig
 from forgeline.config.entities import TokenClassificationConfig
 from forgeline.config.knowledge import KnowledgeQAConfig
+from forgeline.config.privacy import RedactedTexts
 from forgeline.config.project import ProjectBase
 from forgeline.config.sections import Section
 from forgeline.config.training import TrainingConfig
 
 
-class TextDataConfig(TableFiles):
+class TextDataConfig(TableFiles, RedactedTexts):
     text_column: str = Field("text", min_length=1)
     label_column: str = Field("label", min_length=1)
 

@@ -9,6 +9,17 @@ def _format(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _redaction_line(redaction: dict[str, Any] | None) -> list[str]:
+    """What ``data.redact`` replaced before training, if it was on."""
+    if redaction is None:
+        return []
+    found = ", ".join(f"{entity} {count}" for entity, count in redaction["entities"].items())
+    return [
+        f"- **Personal data**: replaced in the training, validation and test texts before "
+        f"training (data.redact, operator {redaction['operator']}): {found or 'none found'}"
+    ]
+
+
 def render_model_card(
     manifest: dict[str, Any],
     metrics: dict[str, Any],
@@ -30,6 +41,7 @@ def render_model_card(
         f"- **Created**: {manifest['created_at']}",
         f"- **Labels**: {shown_labels}",
         f"- **Training data fingerprint** (SHA-256): `{manifest['data_fingerprint']['sha256']}`",
+        *_redaction_line(manifest["data_fingerprint"].get("redaction")),
         "",
         "## Validation metrics (measured during training)",
         "",

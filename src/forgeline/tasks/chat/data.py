@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -24,6 +24,9 @@ from forgeline.data.split import split_frames
 from forgeline.data.values import is_missing
 from forgeline.errors import DataError
 from forgeline.tasks.base import ChatMessage, DataSplits
+
+if TYPE_CHECKING:
+    from forgeline.privacy.training import TextRedaction
 
 MESSAGES = "messages"
 SOURCE = "source"
@@ -151,12 +154,35 @@ def prepare_conversations(project: Project) -> DataSplits:
     }
     if "train" in read:  # validation and test not given are split from it, seeded
         read = split_frames(read, None, config.data.split)
-    return DataSplits(
+    prepared = DataSplits(
         train=read.get("train", empty),
         validation=read.get("validation", empty),
         test=read["test"],
         fingerprint=fingerprint_files(files),
     )
+    if not config.data.redact:
+        return prepared
+    from forgeline.privacy.training import redacted  # Presidio: only when asked
+
+    return redacted(prepared, project, _redact_messages)
+
+
+def _redact_messages(frame: pd.DataFrame, redaction: TextRedaction) -> pd.DataFrame:
+    """Every message of every conversation, redacted in one batch."""
+    conversations: list[list[ChatMessage]] = list(frame[MESSAGES])
+    contents = redaction.texts([m["content"] for c in conversations for m in c])
+    redacted_conversations, position = [], 0
+    for conversation in conversations:
+        redacted_conversations.append(
+            [
+                ChatMessage(role=message["role"], content=contents[position + index])
+                for index, message in enumerate(conversation)
+            ]
+        )
+        position += len(conversation)
+    rewritten = frame.copy()
+    rewritten[MESSAGES] = pd.Series(redacted_conversations, index=frame.index, dtype=object)
+    return rewritten
 
 
 def _frame(conversations: list[Conversation]) -> pd.DataFrame:

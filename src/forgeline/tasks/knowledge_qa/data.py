@@ -52,7 +52,13 @@ def prepare_questions(project: Project) -> DataSplits:
                 f"data.{role}: no labelled questions left for {role}; give more questions "
                 f"or a larger data.split.{role}"
             )
-    return DataSplits(frames["train"], frames["validation"], frames["test"], fingerprint)
+    prepared = DataSplits(frames["train"], frames["validation"], frames["test"], fingerprint)
+    if not config.data.redact:
+        return prepared
+    # The customers' questions, not the knowledge base: its answers are the company's own.
+    from forgeline.privacy.training import column_rewrite, redacted  # Presidio: when asked
+
+    return redacted(prepared, project, column_rewrite(QUESTION))
 
 
 def read_questions(path: Path, data: KnowledgeDataConfig, knowledge: KnowledgeBase) -> pd.DataFrame:

@@ -125,10 +125,15 @@ def prepare_text_data(project: Project) -> DataSplits:
         f"{data.text_column}|{data.label_column}|{data.split.model_dump_json()}"
         f"|{data.delimiter}|{data.encoding}"
     )
-    return DataSplits(
+    prepared = DataSplits(
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
         fingerprint=fingerprint_files(files, settings),
         warnings=warnings,
     )
+    if not data.redact:
+        return prepared
+    from forgeline.privacy.training import column_rewrite, redacted  # Presidio: when asked
+
+    return redacted(prepared, project, column_rewrite(TEXT))
