@@ -15,6 +15,8 @@ class AuditEvent(StrEnum):
     KEY_ROTATED = "key.rotated"
     ADMIN_AUTH_FAILED = "admin.auth_failed"
     MODEL_PROMOTED = "model.promoted"
+    BACKUP_CREATED = "backup.created"
+    BACKUP_RESTORED = "backup.restored"
 
 
 CLI_ACTOR = "cli"

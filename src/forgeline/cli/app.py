@@ -21,6 +21,7 @@ from rich.table import Table as RichTable
 
 from forgeline import __version__
 from forgeline.cli.audit import audit_app
+from forgeline.cli.backup import backup, restore
 from forgeline.cli.billing import billing_app, keys_app, usage
 from forgeline.cli.generate import chat, generate
 from forgeline.cli.options import ConfigOption, VersionOption
@@ -80,6 +81,8 @@ app.command()(chat)
 app.command()(generate)
 app.command()(redact)
 app.command()(unredact)
+app.command()(backup)
+app.command()(restore)
 
 
 TEMPLATES = tuple(
