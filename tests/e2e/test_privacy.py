@@ -1,10 +1,13 @@
 """Personal data through a running server, as customers send it: ``POST /v1/redact``, a chat
-model whose prompts are redacted (``privacy.redact_inputs``), refused requests and idempotent
-retries; then every log line, database byte and file the server wrote is searched for it.
+model whose prompts are redacted (``privacy.redact_inputs``), predictions of an entity tagger
+(whose replies quote their input), refused requests and idempotent retries; then every log
+line, database byte and file the server wrote is searched for it.
 
-The chat model is the template's base model as it is (nothing to train). The reply is forced by
-a JSON schema whose one value is a placeholder: the model must write ``<EMAIL_ADDRESS_1>``
-token by token, so the reply shows the placeholder restored, streamed or not.
+The chat model is the template's base model as it is, the tagger MiniLM with an untrained
+head: nothing is trained, since what is tested is where the data goes, not how good the
+answers are. The chat reply is forced by a JSON schema whose one value is a placeholder: the
+model must write ``<EMAIL_ADDRESS_1>`` token by token, so the reply shows the placeholder
+restored, streamed or not.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
+from forgeline.registry import ModelRegistry
+from forgeline.tasks.token_classification import TokenClassifier
 from tests.e2e.conftest import create_key, run_cli, running_server
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +75,7 @@ class Traffic:
     answers: dict[str, Any] = field(default_factory=dict)
 
 
-def _project(root: Path) -> Path:
+def _project(root: Path, tagger: TokenClassifier) -> Path:
     run_cli("init", "assistant", "--template", "chat", cwd=root)
     project = root / "assistant"
     config = project / "forgeline.yaml"
@@ -81,6 +86,13 @@ def _project(root: Path) -> Path:
     text = text.replace("serve:\n  port: 8000\n", "serve:\n  port: 8000\n  redact: true\n")
     config.write_text(text)
     run_cli("train", cwd=project)
+    ModelRegistry(project / "models").publish(
+        "tagger",
+        tagger,
+        config={},
+        data_fingerprint={"sha256": "0" * 64, "files": {}},
+        base_model="minilm-l6",
+    )
     return project
 
 
@@ -105,6 +117,14 @@ def _send_personal_data(base: str, project: Path) -> dict[str, Any]:
         answers["too_long"] = http.post("/v1/redact", json={"inputs": [EMAIL * 100]})
         answers["bad_field"] = http.post("/v1/redact", json={"inputs": texts, "lang": EMAIL})
         answers["query"] = http.get(f"/v1/models?email={EMAIL}")
+        predict = {"inputs": [f"Ship it to {EMAIL}, phone {PHONE}"]}
+        answers["predictions"] = [
+            http.post("/v1/models/tagger/predict", json=predict, headers={"Idempotency-Key": "p-1"})
+            for _ in range(2)
+        ]
+        answers["predict_too_long"] = http.post(
+            "/v1/models/tagger/predict", json={"inputs": [CARD * 200]}
+        )
     client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
     question: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": f"Write to me at {EMAIL} please."}
@@ -143,8 +163,10 @@ def _send_personal_data(base: str, project: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
-    project = _project(tmp_path_factory.mktemp("privacy"))
+def traffic(
+    tmp_path_factory: pytest.TempPathFactory, untrained_tagger: TokenClassifier
+) -> Iterator[Traffic]:
+    project = _project(tmp_path_factory.mktemp("privacy"), untrained_tagger)
     started = time.time()
     with running_server(project, env={"FORGELINE_PRIVACY_KEY": PRIVACY_KEY}) as base:
         answers = _send_personal_data(base, project)
@@ -194,6 +216,14 @@ def test_chat_model_sees_placeholders_and_replies_with_the_values(traffic: Traff
     assert traffic.answers["short"].usage.prompt_tokens == reply.usage.prompt_tokens
 
 
+def test_predictions_are_answered_and_replayed(traffic: Traffic) -> None:
+    first, second = traffic.answers["predictions"]
+    assert first.status_code == 200 and second.headers["Idempotent-Replayed"] == "true"
+    assert first.json() == second.json()
+    too_long = traffic.answers["predict_too_long"]
+    assert too_long.status_code == 422 and CARD not in too_long.text
+
+
 def test_a_retried_chat_request_replays_the_restored_reply(traffic: Traffic) -> None:
     first, second = traffic.answers["replays"]
     assert second.headers["Idempotent-Replayed"] == "true"
@@ -215,11 +245,11 @@ def test_nothing_personal_is_written_anywhere(traffic: Traffic) -> None:
     assert traffic.log in written and any(p.name.startswith("forgeline.db") for p in written)
     log = traffic.log.read_text()
     assert "POST /v1/redact" in log and "GET /v1/models HTTP" in log  # the access log ran
-    assert "redact-1" not in log and "chat-1" not in log
+    assert all(key not in log for key in ("redact-1", "chat-1", "p-1"))
     for path in written:
         content = path.read_bytes()
         for value in PERSONAL:
             assert value.encode() not in content, f"{value!r} found in {path.name}"
     with sqlite3.connect(traffic.project / "forgeline.db") as db:
         bodies = [row[0] for row in db.execute("SELECT body FROM idempotent_responses")]
-    assert len(bodies) == 2 and all(body.startswith("fl1:") for body in bodies)
+    assert len(bodies) == 3 and all(body.startswith("fl1:") for body in bodies)
