@@ -101,7 +101,16 @@ def contribution_summary_png(values: NDArray[np.float64], features: pd.DataFrame
     feature's value."""
     import shap
 
-    shap.summary_plot(values, features, show=False, max_display=15, plot_size=(7, 5))
+    # A generator of its own for the dots' jitter: the same report for the same model, and no
+    # reliance on (or warning about) NumPy's global random state.
+    shap.summary_plot(
+        values,
+        features,
+        show=False,
+        max_display=15,
+        plot_size=(7, 5),
+        rng=np.random.default_rng(0),
+    )
     return _to_png(plt.gcf())
 
 

@@ -120,12 +120,17 @@ class Generation:
         restorer = self._placeholders.restorer() if self._placeholders else None
         return Choice(index, stream, restorer=restorer)
 
-    def text(self, choice: Choice) -> str:
-        """The choice's whole text: what was sent, and what was held back (the start of a
-        placeholder, perhaps) when it ended or was cut short."""
+    def flush(self, choice: Choice) -> str:
+        """What of the choice's text was held back (the start of a placeholder, perhaps), now
+        that it ended or was cut short; it joins the choice's text."""
         rest = choice.restorer.flush() if choice.restorer is not None else ""
         if rest:
             choice.parts.append(rest)
+        return rest
+
+    def text(self, choice: Choice) -> str:
+        """The choice's whole text."""
+        self.flush(choice)
         return "".join(choice.parts)
 
     @property
@@ -170,9 +175,8 @@ class Generation:
                         choice.parts.append(text)
                         yield choice, TextChunk(text, event.completion_tokens)
                         continue
-                    rest = restorer.flush() if restorer else ""
+                    rest = self.flush(choice)
                     if rest:
-                        choice.parts.append(rest)
                         yield choice, TextChunk(rest, event.completion_tokens)
                     choice.finished = event
                     yield item

@@ -289,6 +289,9 @@ class _Reply:
             complete = True
         except TimeoutError:
             complete = True  # cut short at the time limit: the rest ends with "length"
+            for choice in self.generation.choices:  # with what each held back, if anything
+                if choice.finished is None and (rest := self.generation.flush(choice)):
+                    await chunks.put(self._chunk(choice.index, {"content": rest}))
         except (EngineClosed, MeteringLost, ApiError) as exc:
             log.warning("stream %s ended early: %s", self.request.state.request_id, exc)
         finally:
