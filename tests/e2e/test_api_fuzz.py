@@ -1,8 +1,9 @@
 """A property-based fuzzing pass over the whole HTTP API with Schemathesis.
 
 A real `forgeline serve` on a free port serves a tabular model (trained from the template), a
-text model and a token model (MiniLM with untrained heads: real weights, no training needed) and a chat model
-(SmolLM2, with a short time limit per request), with auth and metering on. Schemathesis reads the typed OpenAPI document a key sees (/v1/openapi.json), then
+text model and a token model (MiniLM with untrained heads: real weights, no training needed), a
+chat model (SmolLM2, with a short time limit per request) and /v1/redact, with auth and
+metering on. Schemathesis reads the typed OpenAPI document a key sees (/v1/openapi.json), then
 calls every operation with generated valid and invalid requests and checks every answer: no
 5xx, and every status, header, content type and body as documented.
 """
@@ -72,7 +73,8 @@ def project(
     text = config.read_text().replace("  plans:\n", "  plans:\n" + FUZZ_PLAN)
     # The fuzzer sends many requests without a key on purpose; one address, so let them in.
     text = text.replace(
-        "serve:\n", "serve:\n  failed_auth: {requests_per_second: 1000, burst: 1000}\n"
+        "serve:\n",
+        "serve:\n  redact: true\n  failed_auth: {requests_per_second: 1000, burst: 1000}\n",
     )
     config.write_text(text)
     run_cli("train", cwd=project)
@@ -147,7 +149,8 @@ def test_every_operation_answers_as_documented(project: Path, tmp_path: Path) ->
     tenant_key = create_key(project, "--tenant", "fuzzer", "--plan", "fuzz")
     (tmp_path / "tenant").mkdir()
     (tmp_path / "admin").mkdir()
-    with running_server(project, env={"FORGELINE_ADMIN_KEY": ADMIN_KEY}) as base:
+    keys = {"FORGELINE_ADMIN_KEY": ADMIN_KEY, "FORGELINE_PRIVACY_KEY": "p" * 40}
+    with running_server(project, env=keys) as base:
         tenant = _schemathesis(
             base, tenant_key, tmp_path / "tenant", "--exclude-path-regex", "^/(admin/|metrics)"
         )
@@ -165,4 +168,4 @@ def test_every_operation_answers_as_documented(project: Path, tmp_path: Path) ->
     for run in (tenant, admin):
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
         assert "Rate limited" not in run.stdout, run.stdout[-3000:]
-    assert "Tested: 10" in tenant.stdout and "Tested: 8" in admin.stdout
+    assert "Tested: 11" in tenant.stdout and "Tested: 8" in admin.stdout

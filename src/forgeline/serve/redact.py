@@ -14,6 +14,13 @@ from forgeline.serve.predict import CALL_RESPONSES, ServedModels
 from forgeline.serve.routing import api_route
 
 ACTION = "redact"
+RESPONSES: dict[int | str, dict[str, str]] = {
+    **{status: answer for status, answer in CALL_RESPONSES.items() if status != 404},
+    400: {
+        "description": "The body is not valid JSON, a bad Idempotency-Key, or an operator "
+        "that needs the privacy key this server was not given"
+    },
+}
 
 
 class RedactRequest(BaseModel):
@@ -56,10 +63,10 @@ def redact_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
     @router.post(
         "/redact",
         response_model=RedactResponse,
-        responses=CALL_RESPONSES,
+        responses=RESPONSES,
         summary="Find personal data in texts and mask, replace, pseudonymize or encrypt it",
     )
-    async def redact(request: Request, body: RedactRequest, call: Call = redact_call) -> Response:
+    async def redact(body: RedactRequest, call: Call = redact_call) -> Response:
         served.require_ready()
         if len(body.inputs) > limits.max_inputs_per_request:
             raise ApiError(
