@@ -155,9 +155,13 @@ def test_only_grouped_numbers_lose_their_separators_in_pseudonyms() -> None:
     from forgeline.privacy.tokens import pseudonym
 
     key = b"k" * 32
-    assert pseudonym("4111 1111 1111 1111", "CREDIT_CARD", key) == pseudonym(
-        "4111-1111-1111-1111", "CREDIT_CARD", key
-    )
+    card = pseudonym("4111 1111 1111 1111", "CREDIT_CARD", key)
+    for written in (
+        "4111-1111-1111-1111",
+        "4111\u20131111\u20131111\u20131111",
+        "4111\u00a01111\u00a01111\u00a01111",
+    ):
+        assert pseudonym(written, "CREDIT_CARD", key) == card
     assert pseudonym("10.0.0.1", "IP_ADDRESS", key) != pseudonym("100.0.1", "IP_ADDRESS", key)
     assert pseudonym("john.smith1@corp.com", "EMAIL_ADDRESS", key) != pseudonym(
         "johnsmith1@corp.com", "EMAIL_ADDRESS", key

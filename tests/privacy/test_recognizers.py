@@ -104,6 +104,39 @@ def test_full_width_digits_are_found_at_the_offsets_of_the_text_given(
 
 
 @pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        (
+            "card 4111\u00a01111\u00a01111\u00a01111 thanks",
+            "CREDIT_CARD",
+            "4111\u00a01111\u00a01111\u00a01111",
+        ),
+        (
+            "card 4111\u202f1111\u202f1111\u202f1111.",
+            "CREDIT_CARD",
+            "4111\u202f1111\u202f1111\u202f1111",
+        ),
+        (
+            "card 4111\u20131111\u20131111\u20131111.",
+            "CREDIT_CARD",
+            "4111\u20131111\u20131111\u20131111",
+        ),
+        (
+            "call +44\u00a020\u00a07946\u00a00958 now",
+            "PHONE_NUMBER",
+            "+44\u00a020\u00a07946\u00a00958",
+        ),
+    ],
+)
+def test_digit_groups_split_by_other_spaces_and_dashes_are_found(
+    detector: PiiDetector, text: str, kind: str, value: str
+) -> None:
+    """No-break, narrow no-break spaces and en dashes, as word processors and some locales put
+    them between digit groups, found at their offsets in the text as given."""
+    assert (kind, value) in found(detector, text)
+
+
+@pytest.mark.parametrize(
     "number",
     [
         "+44 20 7946 0958",

@@ -12,9 +12,9 @@
 
 Every pattern here bounds digits with lookarounds on ASCII letters and digits rather than
 ``\\b``: CJK characters count as word characters, so ``\\b`` finds no edge in
-``电话13812345678谢谢``. Full-width digits (U+FF10 to U+FF19) are translated to ASCII before
-any of this runs (:func:`normalize_width`), one character for one, so offsets stay those of
-the original text.
+``电话13812345678谢谢``. Full-width digits (U+FF10 to U+FF19), the no-break and thin spaces
+and the dashes typed between digit groups are translated to ASCII before any of this runs
+(:func:`normalize_width`), one character for one, so offsets stay those of the original text.
 
 Milliseconds of each recognizer on 20 KB of text, one core, best of 3 (printed by
 ``benchmarks/pii_bench.py``): the labelled PII test texts joined, and 20 KB of "1234 5678 "
@@ -61,15 +61,24 @@ from presidio_analyzer import (
 )
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: ord(" ")}
-"""Full-width ASCII (U+FF01 to U+FF5E: digits, letters, plus, hyphen, at, ...) and the
-ideographic space (U+3000) to their ASCII forms: one character for one, so offsets in the
-result are offsets in the original."""
+_SPACES = (0x00A0, 0x2007, 0x2009, 0x202F, 0x3000)
+"""No-break, figure, thin and narrow no-break spaces (what word processors and locales put
+between digit groups: ``4111\u00a01111``) and the ideographic space."""
+_DASHES = (0x2010, 0x2011, 0x2012, 0x2013, 0x2212)
+"""Hyphens, the figure dash, the en dash and the minus sign."""
+_TO_ASCII = (
+    {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+    | dict.fromkeys(_SPACES, ord(" "))
+    | dict.fromkeys(_DASHES, ord("-"))
+)
+"""Full-width ASCII (U+FF01 to U+FF5E: digits, letters, plus, hyphen, at, ...), the spaces and
+the dashes to their ASCII forms: one character for one, so offsets in the result are offsets
+in the original."""
 
 
 def normalize_width(text: str) -> str:
-    """``text`` with full-width ASCII as ASCII, at the same offsets."""
-    return text.translate(_FULL_WIDTH)
+    """``text`` with full-width ASCII, other spaces and dashes as ASCII, at the same offsets."""
+    return text.translate(_TO_ASCII)
 
 
 def digits_of(text: str) -> str:

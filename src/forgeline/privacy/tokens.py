@@ -53,7 +53,8 @@ values of one type already share a pseudonym with even odds."""
 def _canonical(value: str, entity_type: str) -> str:
     text = unicodedata.normalize("NFKC", value).casefold()
     if entity_type in GROUPED_NUMBERS:
-        return re.sub(r"[\s\-.()]+", "", text)
+        # Every space and dash the detector reads as a separator (NFKC keeps the en dash).
+        return re.sub(r"[\s\-\u2010-\u2013\u2212.()]+", "", text)
     return " ".join(text.split())
 
 
