@@ -8,8 +8,13 @@ Both are masked wherever a URL, or a library's error message that may quote one,
 from __future__ import annotations
 
 import logging
+import os
 import re
+import stat
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from forgeline.errors import ForgelineError
 
 MASK = "***"
 _SECRET_NAMES = frozenset(
@@ -73,3 +78,25 @@ def _masked(value: object) -> object:
         if hidden != text:
             return hidden
     return value
+
+
+class SecretFileError(ForgelineError):
+    """A key file that is missing, unreadable, or readable by other users."""
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The text of ``path``, which holds ``what`` (a key), stripped. Refused when users other
+    than its owner may read it, as ssh refuses such a private key: a key that anyone on the
+    machine can read protects nothing."""
+    try:
+        mode = path.stat().st_mode
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SecretFileError(
+                f"{what} file '{path}' may be read by other users (mode "
+                f"{stat.S_IMODE(mode):o}); make it the owner's only: chmod 600 {path}"
+            )
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise SecretFileError(f"{what} file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretFileError(f"{what} file '{path}' cannot be read: {exc}") from None

@@ -179,6 +179,7 @@ def test_the_key_comes_from_a_file_or_the_environment(
     with pytest.raises(BackupError, match="--encrypt needs a key"):
         backup_secret(None, True)
     (tmp_path / "key").write_text("short\n")
+    (tmp_path / "key").chmod(0o600)
     with pytest.raises(BackupError, match="has 5 characters"):
         backup_secret(tmp_path / "key", True)
     monkeypatch.setenv("FORGELINE_BACKUP_KEY", SECRET)

@@ -107,6 +107,9 @@ def test_key_comes_from_the_environment_then_the_key_file(
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets/privacy.key").write_text("f" * 40 + "\n")
     monkeypatch.delenv("FORGELINE_PRIVACY_KEY", raising=False)
+    with pytest.raises(PrivacyKeyError, match=r"may be read by other users \(mode 644\)"):
+        load_privacy_key(config, "encrypt", root=tmp_path)
+    (tmp_path / "secrets/privacy.key").chmod(0o600)
     from_file = load_privacy_key(config, "encrypt", root=tmp_path)
     assert from_file.cipher_key == PrivacyKey.from_secret("f" * 40).cipher_key
     monkeypatch.setenv("FORGELINE_PRIVACY_KEY", "e" * 40)
@@ -115,6 +118,7 @@ def test_key_comes_from_the_environment_then_the_key_file(
     assert from_env.pseudonym_key != from_env.cipher_key
     given = tmp_path / "given.key"
     given.write_text("g" * 40)
+    given.chmod(0o600)
     assert load_privacy_key(config, "encrypt", key_file=given).cipher_key == (
         PrivacyKey.from_secret("g" * 40).cipher_key
     )

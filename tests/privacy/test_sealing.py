@@ -119,5 +119,17 @@ def test_an_unreadable_key_file_is_a_config_error(
     monkeypatch.delenv("TEST_DATA_KEYS", raising=False)
     file = tmp_path / "forgeline.keys"
     file.write_bytes(b"\xff\xfe not text")
+    file.chmod(0o600)
     with pytest.raises(ConfigError, match="cannot be read"):
+        load_key_ring("TEST_DATA_KEYS", file)
+
+
+def test_a_key_file_others_may_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_DATA_KEYS", raising=False)
+    file = tmp_path / "forgeline.keys"
+    file.write_text(f"k1 {SECRET_A}\n")
+    file.chmod(0o640)
+    with pytest.raises(ConfigError, match=r"may be read by other users \(mode 640\); .*chmod 600"):
         load_key_ring("TEST_DATA_KEYS", file)

@@ -30,7 +30,7 @@ from forgeline.audit import CLI_ACTOR, AuditEvent
 from forgeline.backup import database
 from forgeline.backup.archive import ArchiveWriter, BackupError, VerifiedArchive, verified_archive
 from forgeline.config.load import PROJECT_FILE, Project, load_project
-from forgeline.credentials import hide_credentials
+from forgeline.credentials import hide_credentials, read_secret_file
 from forgeline.db import Database
 
 __all__ = ["BackupError", "BackupSummary", "RestoreSummary", "create_backup", "restore_backup"]
@@ -213,10 +213,7 @@ def backup_secret(key_file: Path | None, wanted: bool) -> str | None:
     """The archive's key: from ``key_file``, else ``$FORGELINE_BACKUP_KEY``; None when the
     archive is not to be encrypted (``wanted`` False and no key given)."""
     if key_file is not None:
-        try:
-            secret = key_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BackupError(f"--key-file: cannot read '{key_file}': {exc}") from None
+        secret = read_secret_file(key_file, "backup key")
     elif os.environ.get(BACKUP_KEY_ENV, "").strip():
         secret = os.environ[BACKUP_KEY_ENV].strip()
     elif wanted:

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from forgeline.config.privacy import OperatorName, PrivacyConfig
+from forgeline.credentials import SecretFileError, read_secret_file
 from forgeline.errors import ForgelineError
 
 KEYED_OPERATORS: frozenset[OperatorName] = frozenset({"pseudonymize", "encrypt"})
@@ -74,11 +75,9 @@ def load_privacy_key(
             "whoever holds it can recompute pseudonyms and decrypt encrypted values"
         )
     try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise PrivacyKeyError(f"privacy key file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PrivacyKeyError(f"privacy key file '{path}' cannot be read: {exc}") from None
+        secret = read_secret_file(path, "privacy key")
+    except SecretFileError as exc:
+        raise PrivacyKeyError(str(exc)) from None
     return _checked(secret, f"key file '{path}'")
 
 

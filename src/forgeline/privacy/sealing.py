@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from forgeline.credentials import SecretFileError, read_secret_file
 from forgeline.errors import ConfigError, ForgelineError
 
 SEALED_PREFIX = "fl1:"
@@ -148,12 +149,12 @@ def load_key_ring(env: str, file: Path) -> tuple[KeyRing, str | None]:
     second value is a notice for the user when a file was made."""
     if os.environ.get(env, "").strip():
         return parse_key_ring(os.environ[env], f"${env}"), None
-    try:
-        return parse_key_ring(file.read_text(encoding="utf-8"), f"data key file '{file}'"), None
-    except FileNotFoundError:
-        pass
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"data key file '{file}' cannot be read: {exc}") from None
+    if file.exists():
+        try:
+            text = read_secret_file(file, "data key")
+        except SecretFileError as exc:
+            raise ConfigError(str(exc)) from None
+        return parse_key_ring(text, f"data key file '{file}'"), None
     line = new_key_line()
     # Written beside, then linked into place: a process starting at the same moment sees
     # either no file or the whole of it, and only one key wins.
