@@ -9,6 +9,7 @@ the model's ``check_inputs``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -168,19 +169,22 @@ class ServedModels:
             )
         return self._lanes[name]
 
-    def checked(self, name: str, request: PredictRequest) -> tuple[LoadedModel, Predictor]:
-        """The named model, once the request is within limits and its inputs are valid."""
-        loaded, model = self.predictor(name)
-        limits = self.settings.limits
-        if len(request.inputs) > limits.max_inputs_per_request:
+    def check_count(self, inputs: Sequence[Any]) -> None:
+        """422 for more inputs than ``max_inputs_per_request``."""
+        most = self.settings.limits.max_inputs_per_request
+        if len(inputs) > most:
             raise ApiError(
                 422,
                 "too_many_inputs",
-                f"{len(request.inputs)} inputs is over the limit "
-                f"max_inputs_per_request={limits.max_inputs_per_request}",
+                f"{len(inputs)} inputs is over the limit max_inputs_per_request={most}",
             )
+
+    def checked(self, name: str, request: PredictRequest) -> tuple[LoadedModel, Predictor]:
+        """The named model, once the request is within limits and its inputs are valid."""
+        loaded, model = self.predictor(name)
+        self.check_count(request.inputs)
         try:
-            model.check_inputs(request.inputs, limits.max_input_chars)
+            model.check_inputs(request.inputs, self.settings.limits.max_input_chars)
         except InputError as exc:
             raise ApiError(422, "invalid_input", str(exc)) from None
         return loaded, model

@@ -68,13 +68,7 @@ def redact_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
     )
     async def redact(body: RedactRequest, call: Call = redact_call) -> Response:
         served.require_ready()
-        if len(body.inputs) > limits.max_inputs_per_request:
-            raise ApiError(
-                422,
-                "too_many_inputs",
-                f"{len(body.inputs)} inputs is over the limit "
-                f"max_inputs_per_request={limits.max_inputs_per_request}",
-            )
+        served.check_count(body.inputs)
         for index, text in enumerate(body.inputs):
             if len(text) > limits.max_input_chars:
                 raise ApiError(
