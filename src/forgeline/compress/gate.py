@@ -11,7 +11,7 @@ from typing import Any, Protocol, Self, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from forgeline.compress.onnx import export_onnx, quantize_int8
+from forgeline.compress.onnx import export_onnx, fuse_transformer, quantize_int8
 from forgeline.config.encoder import CompressConfig
 from forgeline.encoders.runtime import Encoder, OnnxEncoder, TorchEncoder
 from forgeline.errors import CompressionRefused, NotSupportedError
@@ -74,7 +74,7 @@ def compress_encoder_model(
             f"this version already runs on {model.encoder.runtime}; compress a PyTorch version"
         )
     torch_model = model.encoder.model
-    fp32 = export_onnx(torch_model, model.tokenizer)
+    fp32 = fuse_transformer(export_onnx(torch_model, model.tokenizer), torch_model.config)
     exported = model.with_encoder(OnnxEncoder(fp32))
     difference = float(np.max(np.abs(model.logits(texts) - exported.logits(texts))))
     notify(

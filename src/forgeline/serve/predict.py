@@ -197,7 +197,9 @@ def models_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
     def admitted(action: str | None) -> Any:
         """A dependency giving the route its :class:`Call`: in scope, metered."""
 
-        def dependency(request: Request, name: str | None = None) -> Call:
+        # async: a plain def would be run on the thread pool, a hand-over per request for
+        # what is a few dictionary lookups (on 2 cores, a search's p50 went 2 ms down).
+        async def dependency(request: Request, name: str | None = None) -> Call:
             return OpenCall() if gateway is None else gateway.admit(request, name, action)
 
         return Depends(dependency)

@@ -55,7 +55,7 @@ def redact_router(served: ServedModels, gateway: Gateway | None) -> APIRouter:
     privacy, limits = served.privacy, served.settings.limits
     router = APIRouter(prefix="/v1", tags=["privacy"], route_class=api_route(gateway))
 
-    def admitted(request: Request) -> Call:
+    async def admitted(request: Request) -> Call:  # async: no thread hop (serve/predict.py)
         return OpenCall() if gateway is None else gateway.admit(request, None, ACTION)
 
     redact_call = Depends(admitted)
