@@ -23,6 +23,7 @@ from forgeline import __version__
 from forgeline.cli.audit import audit_app
 from forgeline.cli.backup import backup, restore
 from forgeline.cli.billing import billing_app, keys_app, usage
+from forgeline.cli.federated import federated_app
 from forgeline.cli.generate import chat, generate
 from forgeline.cli.options import ConfigOption, VersionOption
 from forgeline.cli.output import (
@@ -76,6 +77,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(billing_app, name="billing")
 app.add_typer(audit_app, name="audit")
+app.add_typer(federated_app, name="federated")
 app.command()(usage)
 app.command()(chat)
 app.command()(generate)

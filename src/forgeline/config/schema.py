@@ -18,6 +18,7 @@ from forgeline.config.chat import ChatConfig
 from forgeline.config.data_files import TableFiles
 from forgeline.config.encoder import CompressConfig
 from forgeline.config.entities import TokenClassificationConfig
+from forgeline.config.federated import FederatedConfig
 from forgeline.config.knowledge import KnowledgeQAConfig
 from forgeline.config.privacy import RedactedTexts
 from forgeline.config.project import ProjectBase
@@ -211,6 +212,16 @@ class TabularClassificationConfig(ProjectBase):
     model: TabularModelConfig = TabularModelConfig()
     scorecard: ScorecardConfig = ScorecardConfig()
     decision: DecisionConfig = DecisionConfig()
+    federated: FederatedConfig | None = None
+
+    @model_validator(mode="after")
+    def _federated_model(self) -> TabularClassificationConfig:
+        if self.federated is not None and self.model.kind != "logistic":
+            raise ValueError(
+                "federated: training is federated for model.kind: logistic; set it (gradient "
+                "boosting is not federated yet)"
+            )
+        return self
 
     @property
     def base(self) -> str:

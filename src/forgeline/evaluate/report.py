@@ -42,6 +42,12 @@ def _pieces(marked: MarkedText) -> list[tuple[str, str | None]]:
 
 
 def write_report(evaluation: Evaluation, path: Path, *, title: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(evaluation, title=title), encoding="utf-8")
+
+
+def render_report(evaluation: Evaluation, *, title: str) -> str:
+    """The report as one self-contained HTML page (figures inline)."""
     sections = [
         {
             "title": section.title,
@@ -52,11 +58,9 @@ def write_report(evaluation: Evaluation, path: Path, *, title: str) -> None:
         }
         for section in evaluation.sections
     ]
-    page = _ENVIRONMENT.get_template("report.html.j2").render(
+    return _ENVIRONMENT.get_template("report.html.j2").render(
         title=title,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         summary=evaluation.summary,
         sections=sections,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")

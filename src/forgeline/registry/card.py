@@ -20,6 +20,30 @@ def _redaction_line(redaction: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _federation_lines(federation: dict[str, Any] | None) -> list[str]:
+    """How ``forgeline federated`` trained the model, if it did."""
+    if federation is None:
+        return []
+    silos = ", ".join(f"{name} ({rows} rows)" for name, rows in federation["silos"].items())
+    refused = federation.get("refused") or []
+    return [
+        f"- **Federated training**: {federation['strategy']}, {federation['rounds']} rounds of "
+        f"{federation['local_epochs']} local epoch(s) across silos {silos}; the rows stayed in "
+        "their silos" + (f"; refused: {', '.join(refused)}" if refused else ""),
+        *_privacy_line(federation.get("dp")),
+    ]
+
+
+def _privacy_line(dp: dict[str, Any] | None) -> list[str]:
+    if dp is None:
+        return []
+    return [
+        f"- **Differential privacy** (per silo): epsilon {dp['epsilon']:.3g} at delta "
+        f"{dp['delta']:g} (noise multiplier {dp['noise_multiplier']:g}, updates clipped to L2 "
+        f"norm {dp['clipping_norm']:g}, RDP accountant)"
+    ]
+
+
 def render_model_card(
     manifest: dict[str, Any],
     metrics: dict[str, Any],
@@ -42,6 +66,7 @@ def render_model_card(
         f"- **Labels**: {shown_labels}",
         f"- **Training data fingerprint** (SHA-256): `{manifest['data_fingerprint']['sha256']}`",
         *_redaction_line(manifest["data_fingerprint"].get("redaction")),
+        *_federation_lines(manifest["data_fingerprint"].get("federated")),
         "",
         "## Validation metrics (measured during training)",
         "",

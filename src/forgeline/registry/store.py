@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,14 +225,23 @@ class ModelRegistry:
         data_fingerprint: dict[str, Any],
         base_model: str,
         derived_from: str | None = None,
+        attachments: Mapping[str, bytes] | None = None,
     ) -> ModelVersion:
         """Save ``model`` as the next version of ``name`` and point ``latest`` at it.
-        ``config`` is the resolved project config; its service sections are never written."""
+        ``config`` is the resolved project config; its service sections are never written.
+        ``attachments`` are more files of the version by relative path (e.g. a training
+        report), hashed in the manifest like the model's own."""
         model_root = self.root / name
         model_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=model_root, prefix=".staging-"))
         try:
             model.save(staging)
+            for relative, content in (attachments or {}).items():
+                attached = staging / relative
+                if attached.exists() or ".." in Path(relative).parts:
+                    raise RegistryError(f"attachment '{relative}' would overwrite a model file")
+                attached.parent.mkdir(parents=True, exist_ok=True)
+                attached.write_bytes(content)
             model_config = yaml.safe_dump(without_service_sections(config), sort_keys=False)
             (staging / CONFIG_FILE).write_text(model_config, encoding="utf-8")
             metrics = model.training_metrics

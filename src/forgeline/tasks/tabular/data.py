@@ -76,7 +76,7 @@ def _target_values(table: Table, data: TabularDataConfig) -> list[str]:
     return [v for v in raw if v is not None]
 
 
-def _with_event(
+def with_event(
     table: Table, data: TabularDataConfig, classes: tuple[str, str] | None
 ) -> tuple[pd.DataFrame, tuple[str, str]]:
     """The table with the target replaced by EVENT; ``classes`` come from the training data,
@@ -200,11 +200,11 @@ def prepare_tabular_data(project: Project) -> DataSplits:
     tables = {role: read_table(path, data.text_format()) for role, path in files.items()}
     for table in tables.values():
         _check_named_columns(list(table.frame.columns), data, str(table.source))
-    train_frame, classes = _with_event(tables["train"], data, None)
+    train_frame, classes = with_event(tables["train"], data, None)
     frames = {"train": train_frame}
     for role in ("validation", "test"):
         if role in tables:
-            frames[role], _ = _with_event(tables[role], data, classes)
+            frames[role], _ = with_event(tables[role], data, classes)
     for table in tables.values():
         check_bands(table, data.bands)
     features = select_features(Table(train_frame, tables["train"].source), data)

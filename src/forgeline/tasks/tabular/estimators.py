@@ -128,8 +128,9 @@ class Logistic:
         self.columns = columns
         self.weights = weights
 
-    def _design(self, features: Matrix) -> tuple[Matrix, list[int]]:
-        """The standardised design matrix and, per design column, its feature column."""
+    def design(self, features: Matrix) -> tuple[Matrix, list[int]]:
+        """The standardised design matrix and, per design column, its feature column (before
+        ``fit`` stores a standardisation, the design matrix as it is)."""
         blocks: list[Matrix] = []
         owner: list[int] = []
         for index, column in enumerate(self.columns):
@@ -157,7 +158,7 @@ class Logistic:
         config: TabularModelConfig,
     ) -> Logistic:
         unscaled = cls(columns, {})
-        design, _ = unscaled._design(train[0])
+        design, _ = unscaled.design(train[0])
         mean, scale = design.mean(axis=0), design.std(axis=0)
         scale[scale == 0] = 1.0
         model = LogisticRegression(
@@ -175,14 +176,14 @@ class Logistic:
         return cls(columns, weights)
 
     def margin(self, features: Matrix) -> NDArray[np.float64]:
-        design, _ = self._design(features)
+        design, _ = self.design(features)
         coefficients = np.asarray(self.weights["coefficients"], dtype=np.float64)
         return np.asarray(
             design @ coefficients + float(self.weights["intercept"]), dtype=np.float64
         )
 
     def contributions(self, features: Matrix) -> tuple[Matrix, NDArray[np.float64]]:
-        design, owner = self._design(features)
+        design, owner = self.design(features)
         per_design = design * np.asarray(self.weights["coefficients"])
         result = np.zeros((len(features), len(self.columns)))
         np.add.at(result.T, np.asarray(owner), per_design.T)

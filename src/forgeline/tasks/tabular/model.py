@@ -157,21 +157,7 @@ class TabularClassifier:
         else:
             threshold = float(config.decision.threshold)
         metrics["decision_threshold"] = threshold
-        event, non_event = target_classes(project)
-        settings = TabularSettings(
-            columns=columns,
-            target=config.data.target,
-            event=event,
-            non_event=non_event,
-            threshold=threshold,
-            above=config.decision.above,
-            below=config.decision.below,
-            reason_codes=config.decision.reason_codes,
-            scorecard=config.scorecard,
-            sensitive=list(config.data.sensitive),
-            bands=dict(config.data.bands),
-            fairness_max_difference=config.fairness_max_difference,
-        )
+        settings = TabularSettings.from_config(config, columns, target_classes(project), threshold)
         return cls(settings, scorers[0], scorers[1] if len(scorers) > 1 else None, metrics)
 
     def save(self, directory: Path) -> None:

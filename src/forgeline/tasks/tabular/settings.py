@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forgeline.config.data_files import BandConfig
-from forgeline.config.schema import ScorecardConfig
+from forgeline.config.schema import ScorecardConfig, TabularClassificationConfig
 from forgeline.tasks.tabular.columns import Column
 from forgeline.tasks.tabular.derived import check_expression
 
@@ -49,6 +49,30 @@ class TabularSettings:
             "bands": {k: v.model_dump() for k, v in self.bands.items()},
             "fairness_max_difference": self.fairness_max_difference,
         }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TabularClassificationConfig,
+        columns: list[Column],
+        classes: tuple[str, str],
+        threshold: float,
+    ) -> TabularSettings:
+        """The settings of a model trained (here or federated) under ``config``."""
+        return cls(
+            columns=columns,
+            target=config.data.target,
+            event=classes[0],
+            non_event=classes[1],
+            threshold=threshold,
+            above=config.decision.above,
+            below=config.decision.below,
+            reason_codes=config.decision.reason_codes,
+            scorecard=config.scorecard,
+            sensitive=list(config.data.sensitive),
+            bands=dict(config.data.bands),
+            fairness_max_difference=config.fairness_max_difference,
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TabularSettings:

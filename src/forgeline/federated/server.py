@@ -1,0 +1,308 @@
+"""The server's side: agree the schema, agree the design, train with a Flower strategy, then
+calibrate and choose the decision threshold, all over a Grid (in process or deployed)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedProx,
+    Strategy,
+)
+
+from forgeline.config.federated import FederatedConfig
+from forgeline.errors import DataError
+from forgeline.federated import logistic, scores
+from forgeline.federated.grid import MeteredGrid
+from forgeline.federated.schema import AgreedSchema, SiloSchema, agree
+from forgeline.tasks.base import Notify
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What the project asks of the federation besides ``federated:`` itself."""
+
+    federated: FederatedConfig
+    balanced: bool
+    platt: bool
+    threshold: float | None
+    """A fixed decision threshold, or None to choose it (KS) on validation."""
+
+
+@dataclass
+class FederationOutcome:
+    schema: AgreedSchema
+    design: logistic.Design
+    theta: np.ndarray
+    platt: tuple[float, float] | None
+    threshold: float
+    validation_ks: float
+    validation_roc_auc: float
+    silos: dict[str, int]
+    """The silos that took part, with their training rows."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Silo name -> why the server refused it."""
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    """Per training round: silos that replied, validation log-loss and ROC-AUC, bytes moved."""
+
+
+def _replies(
+    grid: MeteredGrid, message_type: str, content: RecordDict, timeout: float, minimum: int
+) -> dict[int, Message]:
+    """Send ``content`` to every admitted node; their good replies by node, or an error when
+    fewer than ``minimum`` silos answered."""
+    nodes = list(grid.get_node_ids())
+    messages = [Message(content, node, message_type) for node in nodes]
+    replies = list(grid.send_and_receive(messages, timeout=timeout))
+    good = {m.metadata.src_node_id: m for m in replies if not m.has_error()}
+    if len(good) < minimum:
+        failures = [m.error.reason for m in replies if m.has_error()]
+        detail = f": {failures[0]}" if failures else " (no reply before the timeout)"
+        raise DataError(
+            f"federation stopped at {message_type}: {len(good)} of {len(nodes)} silos answered, "
+            f"{minimum} needed{detail}"
+        )
+    return good
+
+
+def _strategy(config: FederatedConfig, minimum: int, silos: int) -> Strategy:
+    counts: dict[str, Any] = {
+        "min_train_nodes": minimum,
+        "min_evaluate_nodes": minimum,
+        "min_available_nodes": minimum,
+    }
+    if config.strategy == "fedprox":
+        strategy: FedAvg = FedProx(proximal_mu=config.proximal_mu, **counts)
+    elif config.strategy == "fedadam":
+        strategy = FedAdam(eta=config.server_learning_rate, **counts)
+    else:
+        strategy = FedAvg(**counts)
+    dp = config.privacy.dp
+    if dp is None:
+        return strategy
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=dp.delta,
+            population_size=silos,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            # Every silo takes part in every round: no amplification by sampling.
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    return DifferentialPrivacyServerSideFixedClipping(
+        strategy, dp.noise_multiplier, dp.clipping_norm, silos, accountant=accountant
+    )
+
+
+def _admit(grid: MeteredGrid, schemas: dict[int, SiloSchema]) -> dict[str, str]:
+    """Refuse the silos whose table or target differs from the one most silos share; the
+    reasons by silo name."""
+
+    def signature(schema: SiloSchema) -> tuple[Any, ...]:
+        return (schema.classes, tuple(sorted(c.name for c in schema.columns)))
+
+    common, _ = Counter(signature(s) for s in schemas.values()).most_common(1)[0]
+    reference = next(s for s in schemas.values() if signature(s) == common)
+    refused = {}
+    for node, schema in schemas.items():
+        if signature(schema) != common:
+            try:
+                agree([reference, schema])
+            except DataError as exc:
+                refused[schema.silo] = str(exc)
+            grid.refused.add(node)
+    return refused
+
+
+def _sum(replies: Iterable[Message], key: str) -> np.ndarray:
+    arrays = [m.content.array_records[key].to_numpy_ndarrays()[0] for m in replies]
+    return np.asarray(np.sum(arrays, axis=0), dtype=np.float64)
+
+
+def _wait_for_silos(grid: MeteredGrid, config: FederatedConfig, notify: Notify) -> int:
+    """How many silos take part: all that are connected once the configured ones (or
+    ``min_silos``) are, waiting up to ``round_timeout`` for them."""
+    wanted = config.min_silos or len(config.silos)
+    deadline = time.monotonic() + config.round_timeout
+    connected = len(list(grid.get_node_ids()))
+    if connected < wanted:
+        notify(f"waiting for {wanted} silos to connect ({connected} so far)")
+    while connected < wanted and time.monotonic() < deadline:
+        time.sleep(0.5)
+        connected = len(list(grid.get_node_ids()))
+    if connected < max(wanted, 2):
+        raise DataError(
+            f"{connected} silo(s) connected within {config.round_timeout:g} s, "
+            f"{max(wanted, 2)} needed"
+        )
+    return connected
+
+
+def run_federation(grid: MeteredGrid, plan: TrainingPlan, notify: Notify) -> FederationOutcome:
+    config = plan.federated
+    timeout = config.round_timeout
+    everyone = _wait_for_silos(grid, config, notify)
+    minimum = min(config.min_silos or everyone, everyone)
+    described = _replies(grid, "query.schema", RecordDict({}), timeout, minimum)
+    schemas = {
+        node: SiloSchema.from_json(json.loads(str(m.content.config_records["schema"]["schema"])))
+        for node, m in described.items()
+    }
+    refused = _admit(grid, schemas)
+    for reason in refused.values():
+        notify(f"refused: {reason}")
+    admitted = {n: s for n, s in schemas.items() if n not in grid.refused}
+    if len(admitted) < minimum:
+        reasons = "; ".join(refused.values())
+        raise DataError(f"{len(admitted)} silos agree on the table, {minimum} needed: {reasons}")
+    schema = agree(list(admitted.values()))
+    notify(
+        f"{len(admitted)} silos agree on {len(schema.columns)} feature columns: "
+        + ", ".join(f"{s.silo} ({s.train_rows} training rows)" for s in admitted.values())
+    )
+    content = RecordDict({"config": ConfigRecord({"schema": json.dumps(schema.to_json())})})
+    moments = _replies(grid, "query.moments", content, timeout, minimum)
+    design = logistic.combine_moments(
+        [m.content.array_records["moments"].to_numpy_ndarrays()[0] for m in moments.values()],
+        plan.balanced,
+    )
+    _replies(
+        grid,
+        "query.design",
+        RecordDict({"design": ArrayRecord(design.to_arrays())}),
+        timeout,
+        minimum,
+    )
+    theta, measured = _train(grid, plan, design, minimum, notify)
+    outcome = FederationOutcome(
+        schema,
+        design,
+        theta,
+        None,
+        0.5,
+        0.0,
+        float("nan"),
+        {s.silo: s.train_rows for s in admitted.values()},
+        refused,
+    )
+    _calibrate(grid, plan, outcome, minimum)
+    outcome.rounds = _round_history(grid, measured)
+    return outcome
+
+
+def _train(
+    grid: MeteredGrid, plan: TrainingPlan, design: logistic.Design, minimum: int, notify: Notify
+) -> tuple[np.ndarray, dict[int, dict[str, float]]]:
+    config = plan.federated
+    silos = len(list(grid.get_node_ids()))
+    strategy = _strategy(config, minimum, silos)
+    start = np.zeros(len(design.mean) + 1)
+    # Flower's DP wrapper draws its noise from NumPy's global generator.
+    np.random.seed(config.seed)
+    epsilons: dict[int, float] = {}
+    # Flower logs every round at INFO; the user sees Forgeline's one line per round instead.
+    flower = logging.getLogger("flwr")
+    level = flower.level
+    flower.setLevel(logging.WARNING)
+
+    def progress(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if not server_round:
+            return None
+        spent = (
+            strategy.privacy_spent()
+            if isinstance(strategy, DifferentialPrivacyServerSideFixedClipping)
+            else None
+        )
+        if spent is not None:
+            epsilons[server_round] = spent.epsilon
+        notify(
+            f"round {server_round}/{config.rounds}"
+            + (f": epsilon {spent.epsilon:.3g} at delta {spent.delta:g}" if spent else "")
+        )
+        return None
+
+    try:
+        result = strategy.start(
+            grid,
+            ArrayRecord([start]),
+            num_rounds=config.rounds,
+            timeout=config.round_timeout,
+            train_config=ConfigRecord(
+                {
+                    "local-epochs": config.local_epochs,
+                    "equal-weights": config.privacy.dp is not None,
+                }
+            ),
+            evaluate_fn=progress,
+        )
+    finally:
+        flower.setLevel(level)
+    losses = {
+        server_round: float(cast(float, metrics["log-loss"]))
+        for server_round, metrics in result.evaluate_metrics_clientapp.items()
+    }
+    if losses:
+        notify(
+            f"federated validation log-loss after round {max(losses)}: {losses[max(losses)]:.4f}"
+        )
+    history = {r: {"validation_log_loss": loss} for r, loss in losses.items()}
+    for server_round, epsilon in epsilons.items():
+        history.setdefault(server_round, {})["epsilon"] = epsilon
+    return np.asarray(result.arrays.to_numpy_ndarrays()[0], dtype=np.float64), history
+
+
+def _calibrate(
+    grid: MeteredGrid, plan: TrainingPlan, outcome: FederationOutcome, minimum: int
+) -> None:
+    timeout = plan.federated.round_timeout
+    model = ArrayRecord([outcome.theta])
+    parameters = np.array([1.0, 0.0])
+    if plan.platt:
+        for _ in range(scores.PLATT_STEPS):
+            content = RecordDict({"arrays": model, "platt": ArrayRecord([parameters])})
+            replies = _replies(grid, "query.platt", content, timeout, minimum)
+            updated = scores.platt_step(parameters, _sum(replies.values(), "terms"))
+            converged = np.max(np.abs(updated - parameters)) < 1e-7
+            parameters = updated
+            if converged:
+                break
+        outcome.platt = (float(parameters[0]), float(parameters[1]))
+    content = RecordDict({"arrays": model, "platt": ArrayRecord([parameters])})
+    counts = _sum(_replies(grid, "query.histogram", content, timeout, minimum).values(), "counts")
+    ks, threshold = scores.ks_threshold(counts)
+    outcome.validation_ks = ks
+    outcome.validation_roc_auc = scores.histogram_auc(counts)
+    outcome.threshold = plan.threshold if plan.threshold is not None else threshold
+
+
+def _round_history(
+    grid: MeteredGrid, measured: dict[int, dict[str, float]]
+) -> list[dict[str, Any]]:
+    rounds: list[dict[str, Any]] = []
+    for exchange in grid.exchanges:
+        if exchange.message_type == "train":
+            rounds.append(
+                {
+                    "round": len(rounds) + 1,
+                    "silos": exchange.replies,
+                    "failures": exchange.failures,
+                    "bytes_sent": exchange.sent_bytes,
+                    "bytes_received": exchange.received_bytes,
+                    "seconds": round(exchange.seconds, 3),
+                    "validation_log_loss": None,
+                    **measured.get(len(rounds) + 1, {}),
+                }
+            )
+    return rounds
