@@ -44,12 +44,19 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _project(work: Path, name: str, extra: str = "", replace: tuple[str, str] = ("", "")) -> Path:
+def _project(
+    work: Path, name: str, extra: str = "", swaps: tuple[tuple[str, str], ...] = ()
+) -> Path:
+    """The example's config in a folder of its own, with text swapped and ``extra`` appended."""
     folder = work / name
     folder.mkdir()
     (folder / "data").symlink_to(work / "data")
-    text = (EXAMPLE / "forgeline.yaml").read_text().replace(*replace) + extra
-    (folder / "forgeline.yaml").write_text(text)
+    text = (EXAMPLE / "forgeline.yaml").read_text()
+    for old, new in swaps:
+        if old not in text:
+            raise SystemExit(f"{EXAMPLE / 'forgeline.yaml'}: expected {old!r}")
+        text = text.replace(old, new)
+    (folder / "forgeline.yaml").write_text(text + extra)
     return folder / "forgeline.yaml"
 
 
@@ -57,6 +64,28 @@ def _run(config: Path, rounds: int) -> tuple[Simulation, float]:
     started = time.perf_counter()
     result = simulate(load_project(config), _quiet, rounds)
     return result, time.perf_counter() - started
+
+
+def _checks(result: Simulation, label: str) -> list[str]:
+    """Print the comparison and the bar's two checks; the failed ones."""
+    comparison = result.comparison
+    print(comparison.table.round(4).to_string(na_rep="-"))
+    federated, pooled = comparison.auc("federated"), comparison.auc("pooled")
+    gap = federated - pooled
+    within = abs(gap) <= FEDERATED_WITHIN
+    print(
+        f"{'PASS' if within else 'FAIL'} federated ROC-AUC {federated:.4f} vs pooled "
+        f"{pooled:.4f} ({gap:+.4f}, bar within {FEDERATED_WITHIN})"
+    )
+    better = [r for r in comparison.silo_alone_rows if comparison.auc(r) >= federated]
+    listed = ", ".join(f"{r} {comparison.auc(r):.4f}" for r in better)
+    print(
+        f"{'FAIL' if better else 'PASS'} every silo's own model below the federated one on all "
+        "test rows" + (f" (not: {listed})" if better else "")
+    )
+    return [f"{label}: federated vs pooled"] * (not within) + [
+        f"{label}: silo alone below federated"
+    ] * bool(better)
 
 
 def _coefficients(version: Path) -> list[float]:
@@ -156,80 +185,69 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         (work / "data").mkdir()
-        prepare = [sys.executable, str(EXAMPLE / "prepare_credit.py"), str(TAIWAN), str(work / "data")]
+        prepare = [
+            sys.executable,
+            str(EXAMPLE / "prepare_credit.py"),
+            str(TAIWAN),
+            str(work / "data"),
+        ]
         subprocess.run(prepare, check=True, stdout=subprocess.DEVNULL)
 
-        plain, seconds = _run(_project(work, "plain"), args.rounds)
-        table = plain.comparison.table
-        print(f"examples/taiwan-federated, {args.rounds} rounds, in-process grid: {seconds:.1f} s")
-        print(table.round(4).to_string(na_rep="-"))
-        federated, pooled = plain.comparison.auc("federated"), plain.comparison.auc("pooled")
-        gap = federated - pooled
-        verdict = "PASS" if abs(gap) <= FEDERATED_WITHIN else "FAIL"
-        print(
-            f"{verdict} federated ROC-AUC {federated:.4f} vs pooled {pooled:.4f} ({gap:+.4f}, bar within {FEDERATED_WITHIN})"
-        )
-        failures += [] if verdict == "PASS" else ["federated vs pooled"]
-        better = [
-            r for r in plain.comparison.silo_alone_rows if plain.comparison.auc(r) >= federated
-        ]
-        verdict = "FAIL" if better else "PASS"
-        print(
-            f"{verdict} every silo's own model below the federated one on all test rows"
-            + (
-                f": not {', '.join(f'{r} ({plain.comparison.auc(r):.4f})' for r in better)}"
-                if better
-                else ""
-            )
-        )
-        failures += ["silo alone below federated"] if better else []
+        print(f"examples/taiwan-federated, {args.rounds} rounds at most, in-process grid")
+        plain, seconds = _run(_project(work, "logistic"), args.rounds)
+        print(f"\nlogistic regression, fedavg ({seconds:.1f} s)")
+        failures += _checks(plain, "logistic")
+        trees = (("kind: logistic ", "kind: lightgbm #"), ("strategy: fedavg", "strategy: cyclic"))
+        boosted, seconds = _run(_project(work, "lightgbm", swaps=trees), args.rounds)
+        print(f"\nLightGBM, cyclic ({seconds:.1f} s, {len(boosted.outcome.rounds)} cycles)")
+        failures += _checks(boosted, "lightgbm")
 
         dp = "  privacy:\n    dp: {noise_multiplier: 1.0, clipping_norm: 1.0, delta: 1.0e-5}\n"
         private, _ = _run(_project(work, "dp", extra=dp), args.rounds)
-        spent = epsilon(private.outcome)
-        cost = private.comparison.auc("federated") - federated
+        federated = plain.comparison.auc("federated")
+        with_dp = private.comparison.auc("federated")
         print(
-            f"with DP (noise multiplier 1.0, clipping norm 1.0): epsilon {spent:.3g} at delta 1e-05, "
-            f"ROC-AUC {private.comparison.auc('federated'):.4f} ({cost:+.4f} against no DP)"
+            f"\nlogistic regression with DP (noise multiplier 1.0, clipping norm 1.0): epsilon "
+            f"{epsilon(private.outcome):.3g} at delta 1e-05, ROC-AUC {with_dp:.4f} "
+            f"({with_dp - federated:+.4f} against no DP)"
         )
 
         if args.ray:
             in_process = _run(_project(work, "timed"), 5)[1]
             on_ray = _ray_seconds(_project(work, "ray"), 5)
             print(
-                f"5 rounds: in-process grid {in_process:.1f} s, Flower's Ray runtime {on_ray:.1f} s "
-                f"(Ray / in-process = {on_ray / in_process:.2f}x)"
+                f"\n5 rounds: in-process grid {in_process:.1f} s, Flower's Ray runtime "
+                f"{on_ray:.1f} s (Ray / in-process = {on_ray / in_process:.2f}x)"
             )
 
         if args.deployed:
-            files = _write_silo_files(work)
-            silos = "  silos: {" + ", ".join(f"{k}: {v}" for k, v in files.items()) + "}\n"
-            swap = (
-                "  split_by: X3             # the education levels as silos (simulation on one file)\n",
-                silos,
-            )
-            simulated, _ = _run(_project(work, "files-simulated", replace=swap), args.rounds)
-            deployed_config = _project(work, "files-deployed", replace=swap)
-            result = _deployed(deployed_config, list(files))
-            if result.returncode != 0:
-                print(result.stdout)
-                failures.append("deployed run")
-            else:
-                version = deployed_config.parent / "models" / "taiwan-federated" / "v1"
-                diff = max(
-                    abs(a - b)
-                    for a, b in zip(
-                        _coefficients(version), _coefficients(simulated.version.path), strict=True
-                    )
-                )
-                verdict = "PASS" if diff < 1e-9 else "FAIL"
-                print(
-                    f"{verdict} deployed (server + {len(files)} client processes) equals simulated: "
-                    f"largest coefficient difference {diff:.2e}"
-                )
-                failures += [] if verdict == "PASS" else ["deployed equals simulated"]
+            failures += _deployed_check(work, args.rounds)
     if failures:
         raise SystemExit(f"failed: {', '.join(failures)}")
+
+
+def _deployed_check(work: Path, rounds: int) -> list[str]:
+    """Server + one client process per silo file against a simulation of the same files."""
+    files = _write_silo_files(work)
+    silos = "silos: {" + ", ".join(f"{k}: {v}" for k, v in files.items()) + "}  #"
+    swap = (("split_by: X3 ", silos),)
+    simulated, _ = _run(_project(work, "files-simulated", swaps=swap), rounds)
+    config = _project(work, "files-deployed", swaps=swap)
+    started = time.perf_counter()
+    result = _deployed(config, list(files))
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        print(result.stdout)
+        return ["deployed run"]
+    version = config.parent / "models" / "taiwan-federated" / "v1"
+    here, there = _coefficients(version), _coefficients(simulated.version.path)
+    diff = max(abs(a - b) for a, b in zip(here, there, strict=True))
+    verdict = "PASS" if diff < 1e-9 else "FAIL"
+    print(
+        f"\n{verdict} deployed (server + {len(files)} client processes, {seconds:.0f} s) equals "
+        f"simulated: largest coefficient difference {diff:.2e}"
+    )
+    return [] if verdict == "PASS" else ["deployed equals simulated"]
 
 
 if __name__ == "__main__":

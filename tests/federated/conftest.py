@@ -49,10 +49,13 @@ federated:
 """
 
 
-def federation_project(root: Path, rows: int = 1500, extra: str = "") -> Project:
-    """A project whose three silos are one CSV file each."""
+def federation_project(
+    root: Path, rows: int = 1500, extra: str = "", model: str = "logistic"
+) -> Project:
+    """A project whose three silos are one CSV file each; ``extra`` goes under federated:."""
     (root / "data").mkdir(parents=True, exist_ok=True)
     for seed, (silo, shift) in enumerate(SILO_SHIFTS.items()):
         applications(rows, shift, seed).to_csv(root / "data" / f"{silo}.csv", index=False)
-    (root / "forgeline.yaml").write_text(FEDERATION_YAML + extra, encoding="utf-8")
+    text = FEDERATION_YAML.replace("kind: logistic", f"kind: {model}") + extra
+    (root / "forgeline.yaml").write_text(text, encoding="utf-8")
     return load_project(root / "forgeline.yaml")

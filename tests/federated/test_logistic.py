@@ -36,7 +36,7 @@ def _pooled(silos: list[SiloData], schema: AgreedSchema) -> tuple[np.ndarray, np
 def test_combined_moments_give_the_pooled_standardisation_and_bound(tmp_path: Path) -> None:
     silos, schema = _silos(tmp_path)
     design = logistic.combine_moments(
-        [logistic.class_moments(schema, s) for s in silos], balanced=True
+        [logistic.class_moments(schema, s) for s in silos], schema, balanced=True
     )
     rows, events = _pooled(silos, schema)
     np.testing.assert_allclose(design.mean, rows.mean(axis=0), rtol=1e-9)
@@ -54,7 +54,7 @@ def test_combined_moments_give_the_pooled_standardisation_and_bound(tmp_path: Pa
 def test_fedavg_of_the_silos_steps_is_the_pooled_step(tmp_path: Path) -> None:
     silos, schema = _silos(tmp_path)
     design = logistic.combine_moments(
-        [logistic.class_moments(schema, s) for s in silos], balanced=False
+        [logistic.class_moments(schema, s) for s in silos], schema, balanced=False
     )
     theta = np.random.default_rng(0).normal(0, 0.3, len(design.mean) + 1)
     replies = [
@@ -78,7 +78,7 @@ def test_fedavg_of_the_silos_steps_is_the_pooled_step(tmp_path: Path) -> None:
 def test_repeated_rounds_reach_the_pooled_optimum(tmp_path: Path) -> None:
     silos, schema = _silos(tmp_path)
     design = logistic.combine_moments(
-        [logistic.class_moments(schema, s) for s in silos], balanced=True
+        [logistic.class_moments(schema, s) for s in silos], schema, balanced=True
     )
     theta = np.zeros(len(design.mean) + 1)
     weights = np.array([len(s.train) for s in silos], dtype=float)
@@ -103,3 +103,22 @@ def test_repeated_rounds_reach_the_pooled_optimum(tmp_path: Path) -> None:
     test = pd.concat([s.test for s in silos], ignore_index=True)
     matrix = features_matrix(test, schema.columns)
     np.testing.assert_allclose(federated.margin(matrix), pooled.margin(matrix), atol=2e-3)
+
+
+def test_a_column_far_from_zero_keeps_its_spread(tmp_path: Path) -> None:
+    project = federation_project(tmp_path)
+    for silo in ("north", "south", "east"):
+        path = tmp_path / "data" / f"{silo}.csv"
+        frame = pd.read_csv(path)
+        frame["applied_at"] = 1.7e9 + np.random.default_rng(1).normal(0, 10, len(frame)).round(3)
+        frame.to_csv(path, index=False)
+    config, federated = federation_config(project)
+    silos = [read_silo(project, name) for name in federated.silos]
+    schema = agree([describe_silo(s, config.data) for s in silos])
+    design = logistic.combine_moments(
+        [logistic.class_moments(schema, s) for s in silos], schema, balanced=True
+    )
+    rows, _ = _pooled(silos, schema)
+    np.testing.assert_allclose(design.scale, rows.std(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(design.mean, rows.mean(axis=0), rtol=1e-12)
+    assert np.all(np.linalg.eigvalsh(np.linalg.inv(design.preconditioner_inverse)) > 0)

@@ -12,7 +12,9 @@ from forgeline.tasks.tabular.columns import Column
 def _silo(
     name: str, rows: int, *columns: Column, classes: tuple[str, str] = ("yes", "no")
 ) -> SiloSchema:
-    return SiloSchema(name, classes, rows, list(columns))
+    return SiloSchema(
+        name, classes, rows, list(columns), train_events=rows // 4, validation_rows=rows // 9
+    )
 
 
 def test_levels_are_united_and_medians_weighted_by_rows() -> None:

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from forgeline.config.sections import NAME_PATTERN, Section
 
-StrategyName = Literal["fedavg", "fedprox", "fedadam"]
+StrategyName = Literal["fedavg", "fedprox", "fedadam", "cyclic"]
 
 
 class DifferentialPrivacyConfig(Section):
@@ -55,13 +55,20 @@ class FederatedConfig(Section):
     )
     strategy: StrategyName = Field(
         "fedavg",
-        description="How the server combines the silos' models: fedavg (weighted average), "
-        "fedprox (averaging, clients held near the global model) or fedadam (Adam on the "
-        "server's update).",
+        description="How the server combines what the silos learn. Logistic regression: fedavg "
+        "(weighted average), fedprox (averaging, clients held near the global model) or "
+        "fedadam (Adam on the server's update). Gradient boosting: cyclic (the booster visits "
+        "every silo in turn, each adding trees).",
     )
     rounds: int = Field(20, ge=1, le=10_000, description="Federated training rounds.")
     local_epochs: int = Field(
         1, ge=1, le=100, description="Local passes over a silo's data per round."
+    )
+    local_rounds: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="cyclic: trees a silo adds per visit, on average (in proportion to its rows).",
     )
     proximal_mu: float = Field(
         0.1, ge=0, description="fedprox: weight of the pull towards the global model."
@@ -69,7 +76,7 @@ class FederatedConfig(Section):
     server_learning_rate: float = Field(0.1, gt=0, description="fedadam: the server's step.")
     min_silos: int | None = Field(
         None,
-        ge=1,
+        ge=2,
         description="Fewest silos the federation needs (default: all): a round waits until "
         "that many are connected, and it stops when fewer agree on the table; a silo that "
         "fails or times out in a round is left out of that round's average.",
@@ -78,7 +85,6 @@ class FederatedConfig(Section):
         600, gt=0, description="Seconds the server waits for the silos' replies in a round."
     )
     privacy: FederatedPrivacyConfig = FederatedPrivacyConfig()
-    seed: int = Field(42, description="Seed of the differential-privacy noise.")
     tls: TlsConfig | None = Field(
         None, description="Certificates for TLS between coordinator and silos (else plain HTTP)."
     )
@@ -100,6 +106,11 @@ class FederatedConfig(Section):
             raise ValueError("give either silos (one data file each) or split_by (a column)")
         if self.silos and len(self.silos) < 2:
             raise ValueError("a federation needs at least 2 silos")
+        if self.privacy.dp is not None and self.strategy == "cyclic":
+            raise ValueError(
+                "privacy.dp: differential privacy is offered for averaged updates (logistic "
+                "regression), not for trees passed between silos"
+            )
         if self.privacy.dp is not None and self.strategy == "fedadam":
             raise ValueError(
                 "privacy.dp: Flower's privacy accountant needs plain averaging; use fedavg or "

@@ -216,10 +216,20 @@ class TabularClassificationConfig(ProjectBase):
 
     @model_validator(mode="after")
     def _federated_model(self) -> TabularClassificationConfig:
-        if self.federated is not None and self.model.kind != "logistic":
+        federated = self.federated
+        if federated is None:
+            return self
+        trees = federated.strategy == "cyclic"
+        if trees != (self.model.kind == "lightgbm"):
             raise ValueError(
-                "federated: training is federated for model.kind: logistic; set it (gradient "
-                "boosting is not federated yet)"
+                f"federated.strategy: {federated.strategy} does not train model.kind: "
+                f"{self.model.kind}; gradient boosting (lightgbm) trains cyclic, logistic "
+                "regression fedavg, fedprox or fedadam"
+            )
+        if self.model.calibration == "isotonic":
+            raise ValueError(
+                "model.calibration: isotonic regression needs the validation rows in one place; "
+                "a federated model is calibrated with Platt scaling (platt or auto) or not (none)"
             )
         return self
 

@@ -18,7 +18,7 @@ from forgeline.federated.schema import AgreedSchema
 from forgeline.federated.silos import SiloData
 from forgeline.tasks.tabular.columns import features_matrix
 from forgeline.tasks.tabular.data import EVENT
-from forgeline.tasks.tabular.estimators import Logistic
+from forgeline.tasks.tabular.estimators import Estimator, GradientBoosting, Logistic
 
 OVERALL = "all test rows"
 
@@ -44,21 +44,24 @@ def compare(
     config: TabularClassificationConfig,
     schema: AgreedSchema,
     silos: list[SiloData],
-    federated: Logistic,
+    federated: Estimator,
 ) -> Comparison:
-    def fit(frames: list[pd.DataFrame]) -> Logistic | None:
-        rows = pd.concat(frames, ignore_index=True)
-        events = rows[EVENT].to_numpy()
+    def fit(chosen: list[SiloData]) -> Estimator | None:
+        train = pd.concat([s.train for s in chosen], ignore_index=True)
+        validation = pd.concat([s.validation for s in chosen], ignore_index=True)
+        events = train[EVENT].to_numpy()
         if len(set(events.tolist())) < 2:
             return None  # a silo with one class alone learns nothing to rank by
-        return Logistic.fit(
-            schema.columns, (features_matrix(rows, schema.columns), events), config.model
-        )
+        rows = (features_matrix(train, schema.columns), events)
+        if federated.kind == "logistic":
+            return Logistic.fit(schema.columns, rows, config.model)
+        held_out = (features_matrix(validation, schema.columns), validation[EVENT].to_numpy())
+        return GradientBoosting.fit(schema.columns, rows, held_out, config.model)
 
-    models: dict[str, Logistic | None] = {
-        "pooled": fit([s.train for s in silos]),
+    models: dict[str, Estimator | None] = {
+        "pooled": fit(silos),
         "federated": federated,
-        **{f"alone: {s.name}": fit([s.train]) for s in silos},
+        **{f"alone: {s.name}": fit([s]) for s in silos},
     }
     tests = {s.name: s.test for s in silos}
     tests[OVERALL] = pd.concat([s.test for s in silos], ignore_index=True)

@@ -117,7 +117,18 @@ class MeteredGrid(Grid):
     def __init__(self, grid: Grid) -> None:
         self._grid = grid
         self.refused: set[int] = set()
+        self.dropped: dict[int, str] = {}
+        """Nodes left out after they failed a set-up step, and why."""
+        self.admitted: set[int] | None = None
+        """Once set, the only nodes messages go to (others connected later were never checked)."""
         self.exchanges: list[Exchange] = []
+
+    def admit(self, nodes: set[int]) -> None:
+        self.admitted = set(nodes)
+
+    def drop(self, node: int, reason: str) -> None:
+        self.refused.add(node)
+        self.dropped.setdefault(node, reason)
 
     def set_run(self, run: Run) -> None:
         self._grid.set_run(run)
@@ -137,7 +148,11 @@ class MeteredGrid(Grid):
         return self._grid.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:
-        return [node for node in self._grid.get_node_ids() if node not in self.refused]
+        return [
+            node
+            for node in self._grid.get_node_ids()
+            if node not in self.refused and (self.admitted is None or node in self.admitted)
+        ]
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         return self._grid.push_messages(messages)
@@ -148,7 +163,8 @@ class MeteredGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        outgoing = [m for m in messages if m.metadata.dst_node_id not in self.refused]
+        allowed = set(self.get_node_ids())
+        outgoing = [m for m in messages if m.metadata.dst_node_id in allowed]
         started = time.perf_counter()
         replies = list(self._grid.send_and_receive(outgoing, timeout=timeout))
         if outgoing:

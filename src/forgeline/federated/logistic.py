@@ -42,10 +42,24 @@ def raw_design(schema: AgreedSchema, frame: Any) -> Matrix:
     return design
 
 
+def design_shift(schema: AgreedSchema) -> Vector:
+    """Per design column, an agreed value near its centre (a numeric column's fill value, 0
+    for a level): moments are summed about it, so a column like a timestamp (1.7e9, spread 10)
+    keeps its variance instead of losing it to cancellation."""
+    shift: list[float] = []
+    for column in schema.columns:
+        if column.kind == "categorical":
+            shift += [0.0] * len(column.categories)
+        else:
+            shift.append(column.median if column.kind == "numeric" else 0.0)
+    return np.asarray(shift, dtype=np.float64)
+
+
 def class_moments(schema: AgreedSchema, silo: SiloData) -> NDArray[np.float64]:
-    """Per class (non-event, event), sum x~ x~^T over the silo's training rows, x~ = [x, 1]:
-    counts, sums and second moments in one array of shape (2, d+1, d+1)."""
-    design = raw_design(schema, silo.train)
+    """Per class (non-event, event), sum x~ x~^T over the silo's training rows, x~ = [x - shift,
+    1] (see :func:`design_shift`): counts, sums and second moments in one array of shape
+    (2, d+1, d+1)."""
+    design = raw_design(schema, silo.train) - design_shift(schema)
     augmented = np.column_stack([design, np.ones(len(design))])
     events = silo.train[EVENT].to_numpy() == 1
     return np.stack(
@@ -78,7 +92,9 @@ class Design:
         return cls(mean, scale, (float(weights[0]), float(weights[1])), int(weights[2]), inverse)
 
 
-def combine_moments(moments: list[NDArray[np.float64]], balanced: bool) -> Design:
+def combine_moments(
+    moments: list[NDArray[np.float64]], schema: AgreedSchema, balanced: bool
+) -> Design:
     """The :class:`Design` of the pooled rows, from the silos' :func:`class_moments`."""
     per_class = np.sum(moments, axis=0)  # (2, d+1, d+1)
     pooled = per_class[0] + per_class[1]
@@ -103,7 +119,8 @@ def combine_moments(moments: list[NDArray[np.float64]], balanced: bool) -> Desig
     weighted = weights[0] * per_class[0] + weights[1] * per_class[1]
     bound = 0.25 * transform @ weighted @ transform.T / rows
     bound[np.arange(d), np.arange(d)] += 1.0 / rows
-    return Design(mean, scale, weights, int(rows), np.linalg.pinv(bound, hermitian=True))
+    centre = np.asarray(mean + design_shift(schema), dtype=np.float64)
+    return Design(centre, scale, weights, int(rows), np.linalg.pinv(bound, hermitian=True))
 
 
 def _sigmoid(margin: Vector) -> Vector:
@@ -125,16 +142,34 @@ def local_steps(
     silo: SiloData,
     epochs: int,
     proximal_mu: float = 0.0,
+    own_bound: bool = False,
 ) -> Vector:
     """``epochs`` preconditioned steps on the silo's objective from the global theta; FedProx's
     ``proximal_mu`` adds mu/2 ||theta - theta_global||^2 to it."""
     standardised = design.standardised(raw_design(schema, silo.train))
     events = silo.train[EVENT].to_numpy().astype(np.float64)
     start = theta.copy()
+    inverse = design.preconditioner_inverse
+    if own_bound:
+        # Silos weighed equally (differential privacy) make the objective an unweighted mean of
+        # the silos' own, which the row-weighted bound need not cover: bound this silo's own.
+        inverse = _own_bound_inverse(design, standardised, events)
+    if proximal_mu:
+        # The proximal term adds mu to the Hessian, so the bound must too, or steps overshoot.
+        bound = np.linalg.pinv(inverse, hermitian=True) + proximal_mu * np.eye(len(theta))
+        inverse = np.asarray(np.linalg.pinv(bound, hermitian=True), dtype=np.float64)
     for _ in range(epochs):
         step = gradient(theta, design, standardised, events) + proximal_mu * (theta - start)
-        theta = theta - design.preconditioner_inverse @ step
+        theta = theta - inverse @ step
     return theta
+
+
+def _own_bound_inverse(design: Design, standardised: Matrix, events: Vector) -> Matrix:
+    weights = np.where(events == 1, design.class_weights[1], design.class_weights[0])
+    bound = 0.25 * (standardised * weights[:, None]).T @ standardised / max(len(events), 1)
+    d = bound.shape[0] - 1
+    bound[np.arange(d), np.arange(d)] += 1.0 / design.total_rows
+    return np.asarray(np.linalg.pinv(bound, hermitian=True), dtype=np.float64)
 
 
 def margin(theta: Vector, design: Design, schema: AgreedSchema, frame: Any) -> Vector:

@@ -10,7 +10,6 @@ from forgeline.config import Project
 from forgeline.config.federated import FederatedConfig
 from forgeline.evaluate import metrics_json
 from forgeline.evaluate.report import render_report
-from forgeline.federated import logistic
 from forgeline.federated.comparison import Comparison
 from forgeline.federated.report import epsilon, federation_evaluation
 from forgeline.federated.server import FederationOutcome, TrainingPlan
@@ -30,6 +29,9 @@ def plan_for(project: Project, federated: FederatedConfig) -> TrainingPlan:
     threshold = config.decision.threshold
     return TrainingPlan(
         federated=federated,
+        kind=config.model.kind,
+        lightgbm=config.model.lightgbm,
+        seed=config.model.seed,
         balanced=config.model.class_weight == "balanced",
         platt=config.model.calibration != "none",
         threshold=None if threshold == "auto" else float(threshold),
@@ -39,7 +41,7 @@ def plan_for(project: Project, federated: FederatedConfig) -> TrainingPlan:
 def federated_model(project: Project, outcome: FederationOutcome) -> TabularClassifier:
     """The outcome as the tabular task's model: served, explained and evaluated unchanged."""
     config, federated = federation_config(project)
-    estimator = logistic.as_estimator(outcome.theta, outcome.design, outcome.schema)
+    estimator = outcome.estimator
     calibrator = (
         Calibrator("platt", {"platt": list(outcome.platt)})
         if outcome.platt is not None
@@ -49,14 +51,14 @@ def federated_model(project: Project, outcome: FederationOutcome) -> TabularClas
         config, outcome.schema.columns, outcome.schema.classes, outcome.threshold
     )
     metrics: dict[str, Any] = {
-        "train_examples": outcome.design.total_rows,
+        "train_examples": sum(outcome.silos.values()),
         "federated_silos": len(outcome.silos),
         "federated_strategy": federated.strategy,
         "federated_rounds": federated.rounds,
         "federated_local_epochs": federated.local_epochs,
-        "logistic_validation_roc_auc": outcome.validation_roc_auc,
-        "logistic_validation_ks": outcome.validation_ks,
-        "logistic_calibration": calibrator.method,
+        f"{estimator.kind}_validation_roc_auc": outcome.validation_roc_auc,
+        f"{estimator.kind}_validation_ks": outcome.validation_ks,
+        f"{estimator.kind}_calibration": calibrator.method,
         "decision_threshold": outcome.threshold,
     }
     return TabularClassifier(settings, Scorer(estimator, calibrator), None, metrics)
@@ -98,7 +100,7 @@ def register(
         federated_model(project, outcome),
         config=project.config.model_copy(update={"federated": federated}).model_dump(mode="json"),
         data_fingerprint=_with_federation(fingerprint, federated, outcome),
-        base_model=f"logistic (federated, {federated.strategy})",
+        base_model=f"{outcome.estimator.kind} (federated, {federated.strategy})",
         attachments={
             f"{FEDERATION_DIR}/report.html": report.encode(),
             f"{FEDERATION_DIR}/metrics.json": metrics_json(evaluation.metrics).encode(),

@@ -9,6 +9,7 @@ import pandas as pd
 
 from forgeline.federated.comparison import OVERALL, Comparison
 from forgeline.federated.server import FederationOutcome
+from forgeline.federated.trees import WHAT_TREES_REVEAL
 from forgeline.tasks.base import Evaluation, ReportSection
 
 CONVERGED = 1e-3
@@ -25,18 +26,24 @@ WHAT_IS_SHARED = (
 
 
 def rounds_to_converge(outcome: FederationOutcome) -> int | None:
-    losses = [
-        r["validation_log_loss"] for r in outcome.rounds if r["validation_log_loss"] is not None
-    ]
-    if not losses:
-        return None
-    final = losses[-1]
-    return next(i + 1 for i, loss in enumerate(losses) if abs(loss - final) <= CONVERGED * final)
+    """The first round whose validation score (log-loss of averaged models, ROC-AUC of a
+    cycled booster) is within ``CONVERGED`` of the best one's."""
+    for key, best in (("validation_log_loss", min), ("validation_roc_auc", max)):
+        values = [r.get(key) for r in outcome.rounds]
+        measured = [v for v in values if v is not None and not math.isnan(v)]
+        if measured:
+            target = best(measured)
+            return next(
+                i + 1
+                for i, v in enumerate(values)
+                if v is not None and abs(v - target) <= CONVERGED * abs(target)
+            )
+    return None
 
 
 def epsilon(outcome: FederationOutcome) -> float | None:
     """The privacy budget spent by the whole training, when it ran with differential privacy."""
-    spent = [r["epsilon"] for r in outcome.rounds if "epsilon" in r]
+    spent = [r["epsilon"] for r in outcome.rounds if r.get("epsilon") is not None]
     return spent[-1] if spent else None
 
 
@@ -105,7 +112,13 @@ def federation_evaluation(outcome: FederationOutcome, comparison: Comparison | N
             ],
             [rounds] if len(rounds) else [],
         ),
-        ReportSection("What crossed the network", [WHAT_IS_SHARED]),
+        ReportSection(
+            "What crossed the network",
+            [
+                WHAT_IS_SHARED,
+                *([WHAT_TREES_REVEAL] if outcome.estimator.kind == "lightgbm" else []),
+            ],
+        ),
     ]
     if outcome.refused:
         sections.append(

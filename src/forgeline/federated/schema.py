@@ -18,7 +18,7 @@ from forgeline.data import Table
 from forgeline.errors import DataError
 from forgeline.federated.silos import SiloData
 from forgeline.tasks.tabular.columns import Column, Kind
-from forgeline.tasks.tabular.data import select_features
+from forgeline.tasks.tabular.data import EVENT, select_features
 
 
 @dataclass(frozen=True)
@@ -29,23 +29,30 @@ class SiloSchema:
     classes: tuple[str, str]
     train_rows: int
     columns: list[Column]
+    train_events: int
+    validation_rows: int
 
     def to_json(self) -> dict[str, Any]:
         return {
             "silo": self.silo,
             "classes": list(self.classes),
             "train_rows": self.train_rows,
+            "train_events": self.train_events,
+            "validation_rows": self.validation_rows,
             "columns": [c.to_json() for c in self.columns],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SiloSchema:
         event, non_event = data["classes"]
+        columns = [Column(**c) for c in data["columns"]]
         return cls(
-            data["silo"],
-            (event, non_event),
-            data["train_rows"],
-            [Column(**c) for c in data["columns"]],
+            silo=data["silo"],
+            classes=(event, non_event),
+            train_rows=data["train_rows"],
+            columns=columns,
+            train_events=data["train_events"],
+            validation_rows=data["validation_rows"],
         )
 
 
@@ -66,7 +73,15 @@ class AgreedSchema:
 def describe_silo(silo: SiloData, data: TabularDataConfig) -> SiloSchema:
     """The silo's own view of its table (its rows stay where they are)."""
     features = select_features(Table(silo.train, Path(silo.source)), data)
-    return SiloSchema(silo.name, silo.classes, len(silo.train), features.columns)
+    events = int(silo.train[EVENT].sum())
+    return SiloSchema(
+        silo=silo.name,
+        classes=silo.classes,
+        train_rows=len(silo.train),
+        columns=features.columns,
+        train_events=events,
+        validation_rows=len(silo.validation),
+    )
 
 
 def _names(schemas: list[SiloSchema]) -> list[str]:

@@ -93,7 +93,7 @@ def simulated_silos(project: Project) -> tuple[list[SiloData], dict[str, Any]]:
     classes = target_classes(project)
     if column not in splits.train.columns:
         raise ConfigError(
-            f"federated.split_by: no feature column '{column}' in {display_path(project.data_files()['train'])}"
+            f"federated.split_by: no column '{column}' in {display_path(project.data_files()['train'])}"
         )
     parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     keyed = {

@@ -11,7 +11,6 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.task_identity import TaskIdentity
 
 from forgeline.config import Project
-from forgeline.federated import logistic
 from forgeline.federated.client import make_client_app
 from forgeline.federated.comparison import Comparison, compare
 from forgeline.federated.grid import SERVER_NODE, InProcessGrid, MeteredGrid
@@ -64,8 +63,7 @@ def simulate(project: Project, notify: Notify, rounds: int | None = None) -> Sim
         grid, Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
     )
     outcome = outcomes[0]
-    estimator = logistic.as_estimator(outcome.theta, outcome.design, outcome.schema)
     taking_part = [s for s in silos if s.name in outcome.silos]
-    comparison = compare(config, outcome.schema, taking_part, estimator)
+    comparison = compare(config, outcome.schema, taking_part, outcome.estimator)
     version = register(project, federated, outcome, comparison, fingerprint)
     return Simulation(version, outcome, comparison, silos)

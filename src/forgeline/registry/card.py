@@ -35,12 +35,14 @@ def _federation_lines(federation: dict[str, Any] | None) -> list[str]:
 
 
 def _privacy_line(dp: dict[str, Any] | None) -> list[str]:
-    if dp is None:
+    if dp is None or dp.get("epsilon") is None:
         return []
     return [
-        f"- **Differential privacy** (per silo): epsilon {dp['epsilon']:.3g} at delta "
-        f"{dp['delta']:g} (noise multiplier {dp['noise_multiplier']:g}, updates clipped to L2 "
-        f"norm {dp['clipping_norm']:g}, RDP accountant)"
+        f"- **Differential privacy** of the model updates, per silo: epsilon {dp['epsilon']:.3g} "
+        f"at delta {dp['delta']:g} (noise multiplier {dp['noise_multiplier']:g}, updates clipped "
+        f"to L2 norm {dp['clipping_norm']:g}, RDP accountant). The agreed schema, the "
+        "standardisation, the calibration and the threshold are computed from the silos' "
+        "aggregates without noise"
     ]
 
 

@@ -236,12 +236,6 @@ class ModelRegistry:
         staging = Path(tempfile.mkdtemp(dir=model_root, prefix=".staging-"))
         try:
             model.save(staging)
-            for relative, content in (attachments or {}).items():
-                attached = staging / relative
-                if attached.exists() or ".." in Path(relative).parts:
-                    raise RegistryError(f"attachment '{relative}' would overwrite a model file")
-                attached.parent.mkdir(parents=True, exist_ok=True)
-                attached.write_bytes(content)
             model_config = yaml.safe_dump(without_service_sections(config), sort_keys=False)
             (staging / CONFIG_FILE).write_text(model_config, encoding="utf-8")
             metrics = model.training_metrics
@@ -263,6 +257,16 @@ class ModelRegistry:
                 manifest["derived_from"] = derived_from
             card = render_model_card(manifest, metrics)
             (staging / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+            for relative, content in (attachments or {}).items():
+                attached = staging / relative
+                if (
+                    Path(relative).is_absolute()
+                    or ".." in Path(relative).parts
+                    or attached.exists()
+                ):
+                    raise RegistryError(f"attachment '{relative}' would overwrite a model file")
+                attached.parent.mkdir(parents=True, exist_ok=True)
+                attached.write_bytes(content)
             manifest["files"] = {
                 f.relative_to(staging).as_posix(): file_sha256(f)
                 for f in sorted(staging.rglob("*"))
