@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from flwr.clientapp import ClientApp
 
 from forgeline.errors import DataError
+from forgeline.federated.grid import InProcessGrid, MeteredGrid
 from forgeline.federated.schema import SiloSchema, agree
+from forgeline.federated.server import _admit
 from forgeline.tasks.tabular.columns import Column
 
 
@@ -64,3 +67,20 @@ def test_differences_are_named() -> None:
         DataError, match=r"column 'home' is read differently.*'b' numeric.*data.columns.home"
     ):
         agree([reference, _silo("b", 10, Column("age", "numeric"), Column("home", "numeric"))])
+
+
+def test_silos_not_configured_or_named_twice_are_refused() -> None:
+    grid = MeteredGrid(InProcessGrid(ClientApp(), {}))
+    table = [Column("age", "numeric")]
+    schemas = {
+        2: _silo("a", 100, *table),
+        3: _silo("b", 100, *table),
+        4: _silo("a", 100, *table),
+        5: _silo("mallory", 100, *table),
+    }
+    refused = _admit(grid, schemas, {"a", "b"})
+    assert refused == {
+        "a (node 4)": "a second node calls itself 'a'",
+        "mallory": "silo 'mallory' is not in federated.silos",
+    }
+    assert grid.refused == {4, 5}

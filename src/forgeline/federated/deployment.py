@@ -92,6 +92,11 @@ def _tls_files(project: Project, tls: TlsConfig) -> dict[str, Path]:
     return files
 
 
+def _local(host: str) -> str:
+    """The address this machine reaches a server listening on ``host`` at."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
 def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + _STARTUP_SECONDS
     while time.monotonic() < deadline:
@@ -99,7 +104,7 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], log: 
             raise ForgelineError(f"the coordinator did not start:\n{log.read_text()[-2000:]}")
         with socket.socket() as probe:
             probe.settimeout(0.5)
-            if probe.connect_ex(("127.0.0.1" if host in ("0.0.0.0", "") else host, port)) == 0:
+            if probe.connect_ex((_local(host), port)) == 0:
                 return
         time.sleep(0.2)
     raise ForgelineError(f"the coordinator did not listen on port {port} within a minute")
@@ -145,7 +150,7 @@ def run_coordinator(project: Project, host: str, port: int, notify: Notify) -> M
         (work / "flwr").mkdir()
         (work / "flwr" / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f"address = {_toml_string(f'127.0.0.1:{port}')}\n"
+            f"address = {_toml_string(f'{_local(host)}:{port}')}\n"
             + (
                 f"root-certificates = {_toml_string(str(tls['ca_certificate']))}\n"
                 if tls

@@ -126,20 +126,37 @@ def _strategy(config: FederatedConfig, minimum: int, silos: int) -> Strategy:
     )
 
 
-def _admit(grid: MeteredGrid, schemas: dict[int, SiloSchema]) -> dict[str, str]:
-    """Refuse the silos whose table or target differs from the one most silos share; the
-    reasons by silo name."""
+def _admit(
+    grid: MeteredGrid, schemas: dict[int, SiloSchema], configured: set[str]
+) -> dict[str, str]:
+    """Refuse the silos not in ``configured`` (when the config names its silos) or named twice,
+    and those whose table or target differs from the one most silos share; the reasons by
+    silo name."""
+    refused: dict[str, str] = {}
+    seen: set[str] = set()
+    for node, schema in schemas.items():
+        if configured and schema.silo not in configured:
+            refused[schema.silo] = f"silo '{schema.silo}' is not in federated.silos"
+        elif schema.silo in seen:
+            refused[f"{schema.silo} (node {node})"] = f"a second node calls itself '{schema.silo}'"
+        else:
+            seen.add(schema.silo)
+            continue
+        grid.refused.add(node)
+    named = {n: s for n, s in schemas.items() if n not in grid.refused}
+    if not named:
+        return refused
 
     def signature(schema: SiloSchema) -> tuple[Any, ...]:
         return (schema.classes, tuple(sorted(c.name for c in schema.columns)))
 
-    common, _ = Counter(signature(s) for s in schemas.values()).most_common(1)[0]
-    reference = next(s for s in schemas.values() if signature(s) == common)
-    refused = {}
-    for node, schema in schemas.items():
+    common, _ = Counter(signature(s) for s in named.values()).most_common(1)[0]
+    reference = next(s for s in named.values() if signature(s) == common)
+    for node, schema in named.items():
         if signature(schema) != common:
             try:
                 agree([reference, schema])
+                refused[schema.silo] = f"silo '{schema.silo}' differs from silo '{reference.silo}'"
             except DataError as exc:
                 refused[schema.silo] = str(exc)
             grid.refused.add(node)
@@ -179,7 +196,7 @@ def run_federation(grid: MeteredGrid, plan: TrainingPlan, notify: Notify) -> Fed
         node: SiloSchema.from_json(json.loads(str(m.content.config_records["schema"]["schema"])))
         for node, m in described.items()
     }
-    refused = _admit(grid, schemas)
+    refused = _admit(grid, schemas, set(config.silos))
     small = {
         n: s
         for n, s in schemas.items()
