@@ -2,7 +2,7 @@
 
 ``forgeline federated server`` starts a SuperLink (the coordinator), waits for the silos and
 submits the federation as a Flower App whose ServerApp and ClientApp are
-:mod:`forgeline.federated.apps`; the ServerApp registers the model in this project's registry.
+:mod:`forgeline.federated.coordinator_app` and :mod:`~forgeline.federated.silo_app`; the ServerApp registers the model in this project's registry.
 ``forgeline federated client`` starts a SuperNode for one silo; Flower runs the ClientApp
 beside it, and that reads only the silo's own file. Both run Flower's own executables from this
 environment; the messages between them are Flower's, over HTTP, TLS when ``federated.tls`` names
@@ -48,8 +48,8 @@ dependencies = []
 publisher = "forgeline"
 
 [tool.flwr.app.components]
-serverapp = "forgeline.federated.apps:server_app"
-clientapp = "forgeline.federated.apps:client_app"
+serverapp = "forgeline.federated.coordinator_app:server_app"
+clientapp = "forgeline.federated.silo_app:client_app"
 
 [tool.flwr.app.config]
 project = ""

@@ -1,10 +1,8 @@
-"""The Flower apps of a deployed federation, as Flower's runtime loads them by name
-(``forgeline.federated.apps:server_app`` and ``:client_app``).
-
-The ServerApp runs in the coordinator's SuperLink and reads the project from its run config
-(``project``: the path of forgeline.yaml there); it registers the federated model in that
-project's registry. Each ClientApp runs beside a silo's SuperNode and reads only that silo's
-file, named by the node config (``project`` and ``silo``).
+"""The ServerApp of a deployed federation, as Flower's runtime loads it by name
+(``forgeline.federated.coordinator_app:server_app``): it runs beside the coordinator's
+SuperLink, reads the project from its run config (``project``: the path of forgeline.yaml
+there) and registers the federated model in that project's registry. The silos' side is
+:mod:`~forgeline.federated.silo_app`.
 """
 
 from __future__ import annotations
@@ -15,13 +13,11 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from forgeline.config import load_project
-from forgeline.config.schema import TabularDataConfig
 from forgeline.data import fingerprint_files
-from forgeline.federated.client import make_client_app
 from forgeline.federated.grid import MeteredGrid
 from forgeline.federated.registration import plan_for, register
 from forgeline.federated.server import run_federation
-from forgeline.federated.silos import SiloData, federation_config, read_silo
+from forgeline.federated.silos import federation_config
 
 
 def _say(message: str) -> None:
@@ -29,13 +25,6 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _silo_for_node(context: Context) -> tuple[SiloData, TabularDataConfig]:
-    project = load_project(Path(str(context.node_config["project"])), check_files=False)
-    config, _ = federation_config(project)
-    return read_silo(project, str(context.node_config["silo"])), config.data
-
-
-client_app = make_client_app(_silo_for_node)
 server_app = ServerApp()
 
 
