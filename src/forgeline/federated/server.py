@@ -88,7 +88,7 @@ def _replies(
             # A silo that misses a set-up step cannot take part consistently afterwards.
             grid.drop(node, f"failed at {message_type}: {errors.get(node, 'no reply in time')}")
     if len(good) < minimum:
-        failures = [m.error.reason for m in replies if m.has_error()]
+        failures = list(errors.values())
         detail = f": {failures[0]}" if failures else " (no reply before the timeout)"
         raise DataError(
             f"federation stopped at {message_type}: {len(good)} of {len(nodes)} silos answered, "
@@ -130,8 +130,8 @@ def _admit(
     grid: MeteredGrid, schemas: dict[int, SiloSchema], configured: set[str]
 ) -> dict[str, str]:
     """Refuse the silos not in ``configured`` (when the config names its silos) or named twice,
-    and those whose table or target differs from the one most silos share; the reasons by
-    silo name."""
+    those whose table or target differs from the one most silos share, and those with fewer
+    than ``MIN_TRAINING_ROWS`` training rows; the reasons by silo name."""
     refused: dict[str, str] = {}
     seen: set[str] = set()
     for node, schema in schemas.items():
@@ -159,6 +159,13 @@ def _admit(
                 refused[schema.silo] = f"silo '{schema.silo}' differs from silo '{reference.silo}'"
             except DataError as exc:
                 refused[schema.silo] = str(exc)
+            grid.refused.add(node)
+    for node, schema in named.items():
+        if node not in grid.refused and schema.train_rows < MIN_TRAINING_ROWS:
+            refused[schema.silo] = (
+                f"silo '{schema.silo}' has {schema.train_rows} training rows; a silo needs "
+                f"{MIN_TRAINING_ROWS} for its aggregates not to give its rows away"
+            )
             grid.refused.add(node)
     return refused
 
@@ -197,17 +204,6 @@ def run_federation(grid: MeteredGrid, plan: TrainingPlan, notify: Notify) -> Fed
         for node, m in described.items()
     }
     refused = _admit(grid, schemas, set(config.silos))
-    small = {
-        n: s
-        for n, s in schemas.items()
-        if n not in grid.refused and s.train_rows < MIN_TRAINING_ROWS
-    }
-    for node, few in small.items():
-        refused[few.silo] = (
-            f"silo '{few.silo}' has {few.train_rows} training rows; a silo needs "
-            f"{MIN_TRAINING_ROWS} for its aggregates not to give its rows away"
-        )
-        grid.refused.add(node)
     for reason in refused.values():
         notify(f"refused: {reason}")
     admitted = {n: s for n, s in schemas.items() if n not in grid.refused}

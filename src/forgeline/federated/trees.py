@@ -33,6 +33,7 @@ from forgeline.federated.silos import SiloData
 from forgeline.tasks.base import Notify
 from forgeline.tasks.tabular.columns import features_matrix
 from forgeline.tasks.tabular.data import EVENT
+from forgeline.tasks.tabular.estimators import lightgbm_parameters
 
 PATIENCE = 3
 """Cycles without a better validation ROC-AUC before training stops."""
@@ -53,25 +54,6 @@ def booster_text(record: ArrayRecord) -> str:
     return bytes(record.to_numpy_ndarrays()[0].astype(np.uint8)).decode("utf-8")
 
 
-def _parameters(
-    settings: GradientBoostingConfig, seed: int, scale_pos_weight: float
-) -> dict[str, Any]:
-    return {
-        "objective": "binary",
-        "learning_rate": settings.learning_rate,
-        "num_leaves": settings.num_leaves,
-        "min_child_samples": settings.min_child_samples,
-        "feature_fraction": settings.feature_fraction,
-        "bagging_fraction": 0.8,
-        "bagging_freq": 1,
-        "seed": seed,
-        "deterministic": True,
-        "num_threads": 0,
-        "verbosity": -1,
-        "scale_pos_weight": scale_pos_weight,
-    }
-
-
 def boost(text: str, silo: SiloData, schema: AgreedSchema, config: ConfigRecord) -> str:
     """The booster ``text`` (empty: none yet) with ``local-rounds`` more trees on the silo's
     training rows."""
@@ -83,7 +65,9 @@ def boost(text: str, silo: SiloData, schema: AgreedSchema, config: ConfigRecord)
         categorical_feature=categorical,
     )
     settings = GradientBoostingConfig.model_validate_json(str(config["lightgbm"]))
-    params = _parameters(settings, int(str(config["seed"])), float(str(config["scale-pos-weight"])))
+    params = lightgbm_parameters(
+        settings, int(str(config["seed"])), float(str(config["scale-pos-weight"]))
+    )
     booster = lgb.train(
         params,
         rows,

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 
-from forgeline.config.schema import TabularModelConfig
+from forgeline.config.schema import GradientBoostingConfig, TabularModelConfig
 from forgeline.tasks.tabular.columns import Column
 
 Matrix = NDArray[np.float64]
@@ -34,6 +34,27 @@ class Estimator(Protocol):
         ...
 
     def save(self, directory: Path, stem: str) -> None: ...
+
+
+def lightgbm_parameters(
+    settings: GradientBoostingConfig, seed: int, scale_pos_weight: float
+) -> dict[str, Any]:
+    """LightGBM's parameters for a binary target under ``settings``, for a pooled fit and for
+    the trees a federation's silos add alike."""
+    return {
+        "objective": "binary",
+        "learning_rate": settings.learning_rate,
+        "num_leaves": settings.num_leaves,
+        "min_child_samples": settings.min_child_samples,
+        "feature_fraction": settings.feature_fraction,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "seed": seed,
+        "deterministic": True,
+        "num_threads": 0,
+        "verbosity": -1,
+        "scale_pos_weight": scale_pos_weight,
+    }
 
 
 class GradientBoosting:
@@ -64,22 +85,8 @@ class GradientBoosting:
         )
         validation_set = lgb.Dataset(validation[0], validation[1], reference=train_set)
         events = max(int(train[1].sum()), 1)
-        params: dict[str, Any] = {
-            "objective": "binary",
-            "metric": "auc",
-            "learning_rate": settings.learning_rate,
-            "num_leaves": settings.num_leaves,
-            "min_child_samples": settings.min_child_samples,
-            "feature_fraction": settings.feature_fraction,
-            "bagging_fraction": 0.8,
-            "bagging_freq": 1,
-            "seed": config.seed,
-            "deterministic": True,
-            "num_threads": 0,
-            "verbosity": -1,
-        }
-        if config.class_weight == "balanced":
-            params["scale_pos_weight"] = (len(train[1]) - events) / events
+        balance = (len(train[1]) - events) / events if config.class_weight == "balanced" else 1.0
+        params = {**lightgbm_parameters(settings, config.seed, balance), "metric": "auc"}
         booster = lgb.train(
             params,
             train_set,
